@@ -1,0 +1,48 @@
+"""The ``synthpre`` command line: one sub-module per pipeline stage registers its commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from synthpre.errors import UserError
+
+# Never touch a model or dataset hub: everything is built from configs or read from local files.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+app = typer.Typer(
+    help="synthpre: synthetic pre-training of T5 models (Wu, Li, Liang 2022) - generate tasks, "
+    "pre-train, transfer weights or statistics, fine-tune, and build the paper's tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for stage in ("tasks", "train", "init", "downstream", "experiments"):
+        try:
+            module = importlib.import_module(f"synthpre.cli.{stage}")
+        except ModuleNotFoundError as error:  # a stage whose issue is not done yet
+            if error.name != f"synthpre.cli.{stage}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Entry point: run the app; a ``UserError`` prints its message and exits with code 2."""
+    try:
+        app()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
