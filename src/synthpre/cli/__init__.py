@@ -26,7 +26,7 @@ app = typer.Typer(
 def _register_commands() -> None:
     import importlib
 
-    for stage in ("tasks", "train", "init", "downstream", "experiments"):
+    for stage in ("tasks", "model", "train", "init", "downstream", "experiments"):
         try:
             module = importlib.import_module(f"synthpre.cli.{stage}")
         except ModuleNotFoundError as error:  # a stage whose issue is not done yet
