@@ -93,13 +93,41 @@ def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def ragged_take(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ragged_gather_index(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of the values of ``rows`` (in that order) and the offsets of the gathered rows."""
     rows = np.asarray(rows, dtype=np.int64)
     starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
     new_offsets = offsets_from_lengths(lengths)
     # position p of the output reads values[starts[row_of_p] + (p - new_offsets[row_of_p])]
     gather = np.arange(new_offsets[-1], dtype=np.int64) + np.repeat(starts - new_offsets[:-1], lengths)
+    return gather, new_offsets
+
+
+def ragged_take(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gather, new_offsets = ragged_gather_index(offsets, rows)
     return values[gather], new_offsets
+
+
+def ragged_join(parts: list[tuple[np.ndarray, np.ndarray] | int]) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise concatenation of ragged arrays; an ``int`` part is one token added to every row.
+
+    ``ragged_join([(a, a_off), sep, (b, b_off)])`` builds row ``r`` as ``a[r] + [sep] + b[r]``.
+    """
+    ragged = [p for p in parts if not isinstance(p, int)]
+    n = len(ragged[0][1]) - 1
+    part_lengths = [np.diff(p[1]) if not isinstance(p, int) else np.ones(n, np.int64) for p in parts]
+    offsets = offsets_from_lengths(np.sum(part_lengths, axis=0))
+    values = np.empty(offsets[-1], dtype=np.int32)
+    start = offsets[:-1].copy()  # where the current part begins in each output row
+    for part, lengths in zip(parts, part_lengths, strict=True):
+        if isinstance(part, int):
+            values[start] = part
+        else:
+            part_values, part_offsets = part
+            shift = np.repeat(start - part_offsets[:-1], lengths)
+            values[np.arange(len(part_values), dtype=np.int64) + shift] = part_values
+        start += lengths
+    return values, offsets
 
 
 def ragged_concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +158,11 @@ class Task:
     check: Callable[[np.ndarray, np.ndarray, Any, TokenSpace], bool] | None = None
     uses_prefix: bool = True
     extra_manifest: Callable[[Any, TokenSpace], dict] | None = field(default=None, repr=False)
+    # ``token_names(tokens, params, space)``: names for ``show --letters`` of some tokens of one example
+    # (source + target), e.g. App. E.1's ``{ : }`` for LIME; the other tokens get letters.
+    token_names: Callable[[list[int], Any, TokenSpace], dict[int, str]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def uid(self) -> int:
@@ -149,6 +182,8 @@ class Task:
         made = [self.generate_one_block(params, space, seed, int(b)) for b in unique_blocks]
         whole = Examples.concat(made)
         rows = inverse * BLOCK_SIZE + indices % BLOCK_SIZE
+        if len(rows) == len(whole) and np.array_equal(rows, np.arange(len(rows))):  # whole blocks, in order
+            return whole
         return whole.take(rows)
 
     def generate_range(self, params: Any, space: TokenSpace, seed: int, start: int, stop: int) -> Examples:
@@ -164,14 +199,7 @@ class Task:
 
 def add_prefix(examples: Examples, prefix: list[int]) -> Examples:
     """Prepend the same tokens to every input (vectorized)."""
-    k = len(prefix)
-    offsets = offsets_from_lengths(examples.input_lengths + k)
-    is_prefix = np.zeros(offsets[-1], dtype=bool)
-    prefix_positions = offsets[:-1, None] + np.arange(k)
-    is_prefix[prefix_positions] = True
-    values = np.empty(offsets[-1], dtype=np.int32)
-    values[prefix_positions] = np.asarray(prefix, dtype=np.int32)
-    values[~is_prefix] = examples.input_values
+    values, offsets = ragged_join([*prefix, (examples.input_values, examples.input_offsets)])
     return Examples(values, offsets, examples.target_values, examples.target_offsets)
 
 

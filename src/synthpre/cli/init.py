@@ -1,0 +1,178 @@
+"""``synthpre stats`` (parameter statistics, Figure 6) and ``synthpre init`` (initialization schemes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthpre.errors import UserError
+from synthpre.init import (
+    SCHEMES,
+    InitConfig,
+    ParamStats,
+    Stats,
+    group_stats,
+    initialize,
+    parameter_stats,
+    plot_figure6,
+    stats_groups,
+)
+from synthpre.model import build_from_config, check_checkpoint, load_model, save_checkpoint
+
+RANDOM_INIT_LABEL = "Random Init"
+
+
+def _check_writable_file(path: Path | None, option: str) -> None:
+    if path is not None and not path.parent.is_dir():
+        raise UserError(f"{option} {path}: folder {path.parent} does not exist")
+
+
+def _labels(checkpoints: list[Path], labels: list[str]) -> list[str]:
+    if labels and len(labels) != len(checkpoints):
+        raise UserError(
+            f"--label given {len(labels)} times for {len(checkpoints)} checkpoints: give one each"
+        )
+    names = labels or [path.name for path in checkpoints]
+    if len(set(names)) < len(names):
+        names = [str(path) for path in checkpoints]
+    return names
+
+
+def stats_report(stats: Stats) -> dict:
+    """One model's entry of ``stats.json``: every parameter, then the groupings of the schemes."""
+    groups = {k: v for k, v in group_stats(stats, stats_groups(stats)).items() if k not in stats}
+    return {
+        "params": {name: _row(value) for name, value in stats.items()},
+        "groups": {name: _row(value) for name, value in groups.items()},
+    }
+
+
+def _row(value: ParamStats) -> dict:
+    row = {"mean": value.mean, "sd": value.sd, "min": value.min, "max": value.max, "count": value.count}
+    return row if value.shape is None else {**row, "shape": list(value.shape)}
+
+
+def _print_table(reports: dict[str, dict]) -> None:
+    single = len(reports) == 1
+    table = Table(title="parameter statistics (App. K names; groups below)", show_lines=False)
+    table.add_column("parameter / group")
+    for label in reports:
+        columns = ("mean", "SD", "min", "max", "count") if single else ("mean", "SD")
+        for column in columns:
+            table.add_column(column if single else f"{label} {column}", justify="right")
+    first = next(iter(reports.values()))
+    for section in ("params", "groups"):
+        for name in first[section]:
+            cells = []
+            for report in reports.values():
+                row = report[section].get(name)
+                if row is None:
+                    cells += ["-"] * (5 if single else 2)
+                    continue
+                cells += [f"{row['mean']:.4g}", f"{row['sd']:.4g}"]
+                if single:
+                    cells += [f"{row['min']:.4g}", f"{row['max']:.4g}", str(row["count"])]
+            table.add_row(name, *cells)
+        table.add_section()
+    Console(width=max(100, 40 + 22 * len(reports) * (2 if not single else 3))).print(table)
+
+
+def stats(
+    checkpoints: Annotated[list[Path], typer.Argument(help="checkpoint folders (HF, safetensors)")],
+    out: Annotated[Path | None, typer.Option(help="write every statistic as JSON here")] = None,
+    plot: Annotated[Path | None, typer.Option(help="draw Figure 6 (pre-attention norm means) here")] = None,
+    label: Annotated[list[str], typer.Option(help="name of each checkpoint in the table and plot")] = [],  # noqa: B006
+    random_init: Annotated[
+        bool, typer.Option(help="add a freshly initialized model of the first checkpoint's config")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="seed of the --random-init model")] = 0,
+) -> None:
+    """Per-parameter statistics (mean, SD, min, max, count, by App. K name) of one or more checkpoints.
+
+    Several checkpoints print side by side.  Below the parameters come the groupings of the init
+    schemes: per TYPE across layers (type/query, ...), per layer (encoder/layers_0/weights and
+    /norms) and whole model.  --plot draws Figure 6 of the paper: per layer, the mean of the
+    pre-attention layer-norm scale (encoder; decoder pre-self- and pre-cross-attention), one line
+    per model, e.g. `synthpre stats runs/set/best runs/lime/best --label Set --label LIME
+    --random-init --plot fig6.png`.
+    """
+    for checkpoint in checkpoints:
+        check_checkpoint(checkpoint)
+    _check_writable_file(out, "--out")
+    _check_writable_file(plot, "--plot")
+    names = _labels(checkpoints, label)
+    models = {name: load_model(path) for name, path in zip(names, checkpoints, strict=True)}
+    if random_init:
+        fresh = build_from_config(next(iter(models.values())).config, seed=seed)
+        models = {RANDOM_INIT_LABEL: fresh, **models}
+    all_stats = {name: parameter_stats(model) for name, model in models.items()}
+    reports = {name: stats_report(value) for name, value in all_stats.items()}
+    sources = dict(zip(names, map(str, checkpoints), strict=True))
+    for name, report in reports.items():
+        report["source"] = sources.get(name, f"fresh init, seed {seed}")
+    _print_table(reports)
+    if out is not None:
+        out.write_text(json.dumps(reports, indent=1))
+        print(f"statistics written to {out}")
+    if plot is not None:
+        plot_figure6(all_stats, plot)
+        print(f"Figure 6 written to {plot}")
+
+
+def _schemes_help() -> str:
+    lines = [f"{name}: {scheme.description}" for name, scheme in SCHEMES.items()]
+    return "Schemes (docs/init_schemes.md has the paper's names):\n\n" + "\n\n".join(lines)
+
+
+def init(
+    out: Annotated[Path, typer.Option(help="new checkpoint folder (must not exist or be empty)")],
+    source: Annotated[
+        Path | None, typer.Option("--from", help="pre-trained checkpoint whose weights or statistics to use")
+    ] = None,
+    scheme: Annotated[str | None, typer.Option(help="initialization scheme (listed below)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the fresh init and of the statistics draws")] = 0,
+    model: Annotated[
+        str | None, typer.Option(help="target named config (default: the source checkpoint's config)")
+    ] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="target vocabulary (default: the source's)")] = None,
+    fresh_embeddings: Annotated[
+        bool, typer.Option(help="scheme full: keep the token embedding fresh (the authors' fine-tuning)")
+    ] = False,
+    pre_attn_ln_value: Annotated[
+        float | None,
+        typer.Option(help="no checkpoint: set every pre-attention norm scale to V (Table 3; App. Table 8)"),
+    ] = None,
+) -> None:
+    """Initialize a model from a pre-trained checkpoint's weights or statistics (Sec. 5, App. H).
+
+    Every scheme starts from a fresh T5 initialization of the target config (seeded by --seed) and
+    overwrites only the parameters it covers; the token embedding is never set from statistics.
+    Writes a Hugging Face checkpoint folder and init_config.json.  Examples:
+    `synthpre init --from runs/set/best --scheme per_param_mean_sd --seed 1 --out init/set-meansd`;
+    `synthpre init --model t5-small --pre-attn-ln-value 0.2 --out init/ln-0.2`.
+    """
+    config = InitConfig(
+        seed=seed,
+        scheme=scheme,
+        source=str(source) if source is not None else None,
+        model=model,
+        vocab_size=vocab_size,
+        fresh_embeddings=fresh_embeddings,
+        pre_attn_ln_value=pre_attn_ln_value,
+    )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out} exists and is not empty: choose a new folder")
+    initialized = initialize(config)
+    save_checkpoint(initialized, out)
+    (out / "init_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    print(f"initialized model written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)
+    app.command("init", epilog=_schemes_help())(init)

@@ -1,0 +1,165 @@
+"""``synthpre demo``: the built-in tiny study (``presets/demo.yaml``), run by the study machinery, then
+a Table-1/Table-2-style table, a plot, where everything is, and what the numbers do and do not show.
+
+Recipe from the CPU pilot (research notes ``pilot.md``): a 0.94M-parameter T5 pre-trained on Set with
+lengths 5..30 for 2,000 steps, fine-tuned for 500 steps on randomized -> canonical SMILES.  Every number
+printed is measured by this run; nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from synthpre.experiments.plan import RANDOM_INIT
+from synthpre.experiments.report import build_table, render, runs_from_results
+from synthpre.experiments.spec import PRESETS_DIR, parse_spec
+from synthpre.experiments.store import Store
+
+HEADLINE = "val_token_accuracy"
+DEMO_METRICS = [HEADLINE, "val_loss"]
+FOOTNOTE_METRIC = "test_em"
+
+
+def demo_spec(more: bool, quick: bool) -> dict[str, Any]:
+    """The demo's study spec: ``presets/demo.yaml``, extended by ``--more``, shrunk by ``--quick``."""
+    spec = yaml.safe_load((PRESETS_DIR / "demo.yaml").read_text())
+    if more:  # Identity (does the task matter?), the rel-pos-only arm (where does Mean/SD's gain sit?)
+        spec["pretraining"]["tasks"]["Identity"] = {
+            "task": "identity",
+            "params": {"min_len": 5, "max_len": 30},
+        }
+        spec["init_schemes"].append("relpos_mean_sd")
+        spec["downstream"]["tasks"] = ["smiles_canonicalize", "pycode_summarize"]
+    if quick:  # a smoke test of the whole machinery: a few steps, a few decoded test examples
+        spec["name"] += "-quick"
+        spec["pretraining"]["train"] |= {
+            "max_steps": 30,
+            "eval_every": 15,
+            "save_every": 15,
+            "num_val_examples": 64,
+        }
+        spec["downstream"]["train"] |= {"max_steps": 10, "eval_every": 5, "max_decode_len": 8}
+        spec["downstream"]["test_examples"] = 16
+    return spec
+
+
+def run_demo(out: Path, more: bool = False, quick: bool = False, console: Console | None = None) -> str:
+    """Run (or resume) the demo study in ``out``; print and return the result table."""
+    from synthpre.experiments.execute import execute_run
+    from synthpre.experiments.runner import register_study, run_study
+
+    console = console or Console()
+    started = time.perf_counter()
+    text = yaml.safe_dump(demo_spec(more, quick), sort_keys=False)
+    spec = parse_spec(text, "demo spec")
+    if quick:
+        console.print(
+            "[yellow]--quick: a smoke test with a few steps per run; its numbers mean nothing.[/yellow]"
+        )
+    _intro(console, spec, out, more)
+    runs = register_study(spec, text, out)
+    run_study(out, runs, execute_run, console=console)
+    store = Store(out)
+    try:
+        results = store.results(hashes={run.hash for run in runs})
+        table = build_table(results, 1, DEMO_METRICS, metric_columns=True)
+        table.title = "Demo: tiny T5, fine-tuned from each init (validation, selected checkpoint)"
+        plots = _write_plots(store, out / "plots")
+        failed = [row for row in store.runs() if row["status"] == "failed"]
+    finally:
+        store.close()
+    rendered = render(table, "md")
+    console.print()
+    console.print(rendered, markup=False, highlight=False)
+    console.print(_footnote(results), markup=False, highlight=False)
+    console.print(_reading(results), markup=False, highlight=False)
+    _where(console, out, plots, failed, time.perf_counter() - started)
+    return rendered
+
+
+def _intro(console: Console, spec: Any, out: Path, more: bool) -> None:
+    pre = spec.pretraining.train
+    down = spec.downstream
+    tasks = ", ".join(down.tasks)
+    pretrain = ", ".join(spec.pretraining.tasks)
+    console.print(
+        f"[bold]synthpre demo[/bold]: pre-train a tiny T5 ({spec.models[0]}, synthetic ids {spec.vocab}) on "
+        f"{pretrain} for up to {pre['max_steps']} steps, then fine-tune it on {tasks} for "
+        f"{down.train['max_steps']} steps from {RANDOM_INIT} and from each init scheme "
+        f"({', '.join(spec.init_schemes)}).\n"
+        f"Study folder: {out} (an interrupted demo resumes where it stopped; finished runs are kept).\n"
+        + ("Expect about 7-10 minutes on 2 CPU cores." if not more else "--more: expect about 40 minutes.")
+    )
+
+
+def _write_plots(store: Store, folder: Path) -> list[Path]:
+    from synthpre.experiments.plots import write_plots
+
+    return write_plots(store, folder)
+
+
+def _footnote(results: list[dict]) -> str:
+    """Test exact match of the selected checkpoints, as a footnote: at this scale it is tiny."""
+    runs = runs_from_results(results)
+    parts = [
+        f"{run.labels['arm']} {run.metrics[FOOTNOTE_METRIC]:.1f}"
+        for run in runs
+        if FOOTNOTE_METRIC in run.metrics and run.labels["task"] == "smiles_canonicalize"
+    ]
+    if not parts:
+        return ""
+    return (
+        "Footnote - test exact match on smiles_canonicalize (greedy; 1 molecule of 500 = 0.2 points): "
+        + "; ".join(parts)
+        + ".\nA model this small rarely writes a whole molecule right after 500 steps: token accuracy and "
+        "loss are the informative numbers.\n"
+    )
+
+
+def _reading(results: list[dict]) -> str:
+    """What the measured numbers show, and what they do not."""
+    runs = runs_from_results(results)
+    by_arm = {(r.labels["task"], r.labels["arm"]): r.metrics.get(HEADLINE) for r in runs}
+    lines = ["How to read it:"]
+    for task in dict.fromkeys(r.labels["task"] for r in runs):
+        random = by_arm.get((task, RANDOM_INIT))
+        for (arm_task, arm), value in by_arm.items():
+            if arm_task == task and arm != RANDOM_INIT and value is not None and random is not None:
+                gain = value - random
+                lines.append(
+                    f"- {task}: {arm} {value:.1f}% vs {RANDOM_INIT} {random:.1f}% ({gain:+.1f} points)"
+                )
+    lines += [
+        "- One seed per arm: differences of a point or two are within seed noise; the `tiny` preset runs",
+        "  3 seeds for mean (SD): `synthpre study run tiny --out runs/tiny`.",
+        "- What it does not show: at this scale Identity pre-training transferred as well as Set in the",
+        "  pilot runs behind this demo (`synthpre demo --more` measures it), so it shows that synthetic",
+        "  pre-training helps here, not that Set's task is what matters.  And the Per-Param Mean/SD gain of",
+        "  a model this small comes from the relative-position bias tables (a better-scaled position init",
+        "  than the default), not from the layer norms of the paper's Sec. 5.3 (`--more` adds the",
+        "  rel-pos-only arm to check it).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _where(console: Console, out: Path, plots: list[Path], failed: list, seconds: float) -> None:
+    console.print("Where everything is:")
+    console.print(f"  study folder      {out}  (spec.yaml: the study that ran)")
+    console.print(f"  results database  {out / 'results.sqlite'}  (one row per run and metric)")
+    console.print(f"  runs              {out / 'runs'}/<pretrain|finetune>-<config hash>/  (config.json, "
+                  "metrics.jsonl, checkpoints/, tb/)")  # fmt: skip
+    for path in plots:
+        console.print(f"  plot              {path}")
+    console.print(
+        f"  tables            synthpre report {out} --table 1 --metric val_token_accuracy [--format latex]"
+    )
+    if failed:
+        console.print(
+            f"[red]{len(failed)} run(s) failed: `synthpre study status {out}` shows the errors.[/red]"
+        )
+    console.print(f"Demo finished in {seconds / 60:.1f} min.")

@@ -1,0 +1,328 @@
+"""Study specs: a YAML file that names a grid of pre-training and fine-tuning runs.
+
+A study is the cross product (paper Sec. 3-5, App. A/B/D.3)
+
+    models x init arms x downstream tasks x learning rates x seeds x training-set sizes
+
+where the init arms are the baselines (Random Init, an off-the-shelf "Pre-trained T5" folder), every
+pre-training task x init scheme (``full``, ``per_param_mean_sd``, ...), and the pre-attention
+layer-norm values of Tables 3/8.  Each pre-training run is shared by every fine-tuning run that uses
+it.  Mistakes are reported with the line of the spec at fault (``study.yaml:12: ...``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synthpre.errors import UserError
+
+PAPER_LRS = (1e-2, 3e-3, 1e-3)  # App. B: the fine-tuning learning-rate sweep
+
+
+SCHEME_NAMES = {  # our scheme name -> the paper's row name (Tables 2, 5, 7; App. H)
+    "full": "Full Init",
+    "per_param_mean_sd": "Per Param Mean/SD",
+    "per_param_scale": "Per Param Scale",
+    "across_layers_scale": "Across Layers Scale",
+    "per_layer_scale": "Per Layer Scale",
+    "whole_model_scale": "Whole Model Scale",
+    "pre_attn_ln_scale": "Pre-attn LN Per Param Scale",
+    "attention_scale": "Attention Per Param Scale",
+    "pre_mlp_ln_scale": "Pre-MLP LN Per Param Scale",
+    "mlp_scale": "MLP Per Param Scale",
+    "relpos_mean_sd": "Rel-pos Tables Mean/SD",
+    "norms_mean_sd": "Layer Norms Mean/SD",
+}
+
+# Fields the study sets itself: a ``train:`` block may not override them.
+STUDY_PRETRAIN_FIELDS = ("out_dir", "seed")
+STUDY_FINETUNE_FIELDS = (
+    "task", "out_dir", "model", "data", "init_from", "init_scheme", "tokenizer", "learning_rate", "lr_sweep",
+    "train_size", "seed", "dropout", "vocab_size",
+)  # fmt: skip
+
+
+def _check_overrides(value: dict[str, Any], module: str, class_name: str, reserved: tuple[str, ...]) -> dict:
+    """Reject keys of a ``train:`` block that the stage's config class does not have (or the study sets)."""
+    import importlib
+
+    fields = set(getattr(importlib.import_module(module), class_name).model_fields)
+    for key in value:
+        if key in reserved:
+            raise ValueError(f"{key!r} is set by the study itself (one run per value of its grid)")
+        if key not in fields:
+            near = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"{key!r} is not a {class_name} field{hint}")
+    return value
+
+
+def _as_value_error(lookup: Any, name: str) -> None:
+    """Run a registry lookup; its ``UserError`` becomes a validation error (reported with the line)."""
+    try:
+        lookup(name)
+    except UserError as error:
+        raise ValueError(str(error)) from None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PretrainTask(_Strict):
+    """One pre-training data source: a registered task (or a mixture) and its generation parameters."""
+
+    task: str | list[str] = Field(description="task name, or several names mixed at equal rates")
+
+    @field_validator("task")
+    @classmethod
+    def _known_tasks(cls, value: str | list[str]) -> str | list[str]:
+        from synthpre.tasks import get_task
+
+        for name in [value] if isinstance(value, str) else value:
+            _as_value_error(get_task, name)
+        return value
+
+    params: dict[str, Any] = Field(default_factory=dict, description="generation parameters (min_len, ...)")
+    train: dict[str, Any] = Field(default_factory=dict, description="engine overrides for this task only")
+
+    @field_validator("train")
+    @classmethod
+    def _engine_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_overrides(value, "synthpre.train", "TrainConfig", STUDY_PRETRAIN_FIELDS)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [self.task] if isinstance(self.task, str) else list(self.task)
+
+
+class Pretraining(_Strict):
+    """App. A: pre-train each task once; fine-tune from the checkpoint the engine's selection rule picks
+    (``best.json``: the first checkpoint >= 99% validation token accuracy, else the max)."""
+
+    tasks: dict[str, PretrainTask] = Field(default_factory=dict, description="label -> task")
+    train: dict[str, Any] = Field(default_factory=dict, description="engine overrides (TrainConfig fields)")
+
+    @field_validator("train")
+    @classmethod
+    def _engine_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_overrides(value, "synthpre.train", "TrainConfig", STUDY_PRETRAIN_FIELDS)
+
+    # "shared": one pre-training run (seed 0) for all fine-tuning seeds; "per_seed": one per seed, a new
+    # synthetic dataset each time (App. Table 6: "for each seed, a different synthetic pre-training set").
+    seeds: Literal["shared", "per_seed"] = "shared"
+
+
+class Baselines(_Strict):
+    random_init: bool = True
+    pretrained_t5: str | None = Field(default=None, description="a local Hugging Face T5 folder")
+
+
+class DownstreamTask(_Strict):
+    data: str | None = None
+    train: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("train")
+    @classmethod
+    def _finetune_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_overrides(
+            value, "synthpre.downstream.finetune", "FinetuneConfig", STUDY_FINETUNE_FIELDS
+        )
+
+
+class Downstream(_Strict):
+    tasks: dict[str, DownstreamTask] = Field(description="downstream task name -> options")
+    lrs: list[float] = Field(default_factory=lambda: list(PAPER_LRS))
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    train_sizes: list[int | None] = Field(default_factory=lambda: [None])
+    train: dict[str, Any] = Field(default_factory=dict, description="engine overrides for fine-tuning")
+    tokenizer: str | None = Field(default=None, description="'chars' or a local tokenizer folder")
+    evaluate_test: bool = Field(
+        default=True, description="decode the test split with the selected checkpoint"
+    )
+    beams: int = Field(default=1, ge=1, description="test decoding: 1 = greedy; the authors used 4")
+    test_examples: int | None = Field(default=None, gt=0, description="decode only the first N (smoke tests)")
+
+    @field_validator("train")
+    @classmethod
+    def _finetune_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_overrides(
+            value, "synthpre.downstream.finetune", "FinetuneConfig", STUDY_FINETUNE_FIELDS
+        )
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _list_to_mapping(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {name: {} for name in value}
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: dict[str, DownstreamTask]) -> dict[str, DownstreamTask]:
+        from synthpre.downstream.registry import get_downstream_task
+
+        for name in value:
+            _as_value_error(get_downstream_task, name)
+        return value
+
+    @field_validator("lrs")
+    @classmethod
+    def _positive_lrs(cls, value: list[float]) -> list[float]:
+        if not value or any(lr <= 0 for lr in value):
+            raise ValueError("learning rates must be a non-empty list of positive numbers, e.g. [1e-2, 3e-3]")
+        return value
+
+    @field_validator("seeds", "train_sizes")
+    @classmethod
+    def _non_empty(cls, value: list) -> list:
+        if not value:
+            raise ValueError("must list at least one value")
+        if any(v is not None and v < 0 for v in value):
+            raise ValueError("values must be >= 0")
+        return value
+
+
+class ReportDefaults(_Strict):
+    """Defaults of ``synthpre report`` for this study (the command line overrides them)."""
+
+    metrics: list[str] | None = Field(default=None, description="metrics shown, e.g. [test_em, val_loss]")
+    lr_choice: Literal["row", "random_init"] = "row"
+
+
+class StudySpec(_Strict):
+    """The whole study; see ``docs/studies.md`` for every field."""
+
+    name: str
+    description: str = ""
+    models: list[str] = Field(default_factory=lambda: ["t5-small"])
+    vocab: str | None = Field(default=None, description="LO:HI content ids of the synthetic tasks")
+    dropout: float | None = Field(default=None, description="fine-tuning dropout (None: the model's)")
+    pretraining: Pretraining = Field(default_factory=Pretraining)
+    init_schemes: list[str] = Field(default_factory=lambda: ["full"])
+    baselines: Baselines = Field(default_factory=Baselines)
+    pre_attn_ln_values: list[float] = Field(default_factory=list, description="Tables 3/8 sweep")
+    downstream: Downstream
+    report: ReportDefaults = Field(default_factory=ReportDefaults)
+
+    @field_validator("init_schemes")
+    @classmethod
+    def _known_schemes(cls, value: list[str]) -> list[str]:
+        from synthpre.init import check_scheme
+
+        for scheme in value:
+            _as_value_error(check_scheme, scheme)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "model" in data:
+            if "models" in data:
+                raise ValueError("give either `model` or `models`, not both")
+            model = data["model"]
+            data = {key: value for key, value in data.items() if key != "model"}
+            data["models"] = model if isinstance(model, list) else [model]
+        return data
+
+    @model_validator(mode="after")
+    def _has_arms(self) -> StudySpec:
+        if not self.models:
+            raise ValueError("`models` is empty")
+        has_arm = self.pretraining.tasks and self.init_schemes
+        has_arm = (
+            has_arm or self.baselines.random_init or self.baselines.pretrained_t5 or self.pre_attn_ln_values
+        )
+        if not has_arm:
+            raise ValueError("no init arm: add pretraining.tasks, baselines or pre_attn_ln_values")
+        return self
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study spec; every mistake names ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"study spec {path} not found (ready-made specs: `synthpre study presets`)")
+    return parse_spec(path.read_text(), str(path))
+
+
+def parse_spec(text: str, source: str = "<spec>") -> StudySpec:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise UserError(f"{where}: not valid YAML: {getattr(error, 'problem', error)}") from None
+    if node is None:
+        raise UserError(f"{source}: empty study spec; see docs/studies.md or `synthpre study presets`")
+    lines: dict[tuple, int] = {}
+    _record_lines(node, (), lines, source)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise UserError(f"{source}:1: a study spec is a mapping (name:, downstream:, ...)")
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as error:
+        raise UserError(_format_errors(error, lines, source)) from None
+
+
+def _record_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], source: str) -> None:
+    """Map every key path of the YAML tree to its 1-based line; reject duplicate keys."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise UserError(f"{source}:{key_node.start_mark.line + 1}: key {key!r} appears twice")
+            seen.add(key)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(value_node, (*path, key), lines, source)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*path, index), lines, source)
+
+
+def _format_errors(error: ValidationError, lines: dict[tuple, int], source: str) -> str:
+    messages = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
+        line = _line_of(loc, lines)
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (see docs/studies.md for the fields of a study spec)"
+        messages.append(f"{source}:{line}: {field}: {message}")
+    return "invalid study spec:\n  " + "\n  ".join(messages)
+
+
+def _line_of(loc: tuple, lines: dict[tuple, int]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+
+
+def preset_paths() -> list[Path]:
+    """The ready-made specs shipped with the package (``synthpre study presets``)."""
+    return sorted(PRESETS_DIR.glob("*.yaml"))
+
+
+def resolve_spec(spec: str) -> Path:
+    """A spec file path, or the name of a preset (``tiny``, ``paper-table1``, ...)."""
+    if Path(spec).is_file():
+        return Path(spec)
+    preset = PRESETS_DIR / f"{spec.removesuffix('.yaml')}.yaml"
+    if preset.is_file():
+        return preset
+    names = ", ".join(p.stem for p in preset_paths())
+    raise UserError(f"study spec {spec!r}: no such file, and not a preset ({names})")

@@ -1,0 +1,454 @@
+"""Stage 5: parameter statistics, initialization schemes from statistics, and Figure 6 (Sec. 5, App. H).
+
+Statistics are keyed by App. K (T5X) names.  Every scheme starts from a fresh T5 initialization of the
+target config and overwrites the parameters it covers, group by group, in one of two modes (the
+authors' ``init_mean_std`` and ``init_scale``, research ``original_repo.md`` 4):
+
+* ``mean_sd``: every parameter of the group ~ N(pooled mean, pooled SD);
+* ``scale``: layer-norm scales = the pooled mean (a constant), other parameters ~ N(0, pooled SD).
+
+The token embedding is never set from statistics (the authors' groupings leave it out); relative-position
+tables are ordinary parameters.  ``docs/init_schemes.md`` has the table of schemes with the paper's names.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import T5ForConditionalGeneration
+
+from synthpre.errors import UserError
+from synthpre.model import (
+    ParamInfo,
+    build_from_config,
+    build_model,
+    is_norm,
+    load_model,
+    param_info,
+    t5x_names,
+)
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    """Mean, SD (population, as the authors' ``np.std``), min, max and count of one parameter or group."""
+
+    mean: float
+    sd: float
+    min: float
+    max: float
+    count: int
+    shape: tuple[int, ...] | None = None  # None for a pooled group
+
+    @classmethod
+    def of(cls, tensor: torch.Tensor) -> ParamStats:
+        values = tensor.detach().double()
+        sd, mean = torch.std_mean(values, correction=0)
+        low, high = torch.aminmax(values)
+        shape = tuple(values.shape)
+        return cls(mean.item(), sd.item(), low.item(), high.item(), values.numel(), shape)
+
+    @classmethod
+    def pooled(cls, parts: Iterable[ParamStats]) -> ParamStats:
+        """Statistics of the union of several parameters, exactly, from their own statistics."""
+        parts = list(parts)
+        count = sum(p.count for p in parts)
+        mean = sum(p.count * p.mean for p in parts) / count
+        second_moment = sum(p.count * (p.sd**2 + p.mean**2) for p in parts) / count
+        sd = math.sqrt(max(second_moment - mean**2, 0.0))
+        return cls(mean, sd, min(p.min for p in parts), max(p.max for p in parts), count)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ParamStats:
+        shape = data.get("shape")
+        return cls(
+            float(data["mean"]),
+            float(data["sd"]),
+            float(data["min"]),
+            float(data["max"]),
+            int(data["count"]),
+            tuple(shape) if shape is not None else None,
+        )
+
+
+Stats = dict[str, ParamStats]  # App. K name -> statistics
+Source = T5ForConditionalGeneration | str | Path | Mapping[str, ParamStats] | Mapping[str, torch.Tensor]
+
+
+def named_weights(model: T5ForConditionalGeneration) -> dict[str, torch.Tensor]:
+    """App. K name -> parameter of every distinct parameter (a tied output head appears once)."""
+    params = dict(model.named_parameters())
+    return {t5x: params[hf] for hf, t5x in t5x_names(model).items()}
+
+
+def source_weights(source: Source) -> dict[str, torch.Tensor] | None:
+    """The weights of a model, checkpoint folder or ``{App. K name: tensor}``; None for statistics."""
+    if isinstance(source, T5ForConditionalGeneration):
+        return named_weights(source)
+    if isinstance(source, str | Path):
+        return named_weights(load_model(source))
+    if all(isinstance(value, torch.Tensor) for value in source.values()):
+        return dict(source)
+    return None
+
+
+def parameter_stats(source: Source) -> Stats:
+    """Per App. K name: mean, SD, min, max, count (and shape) of a model, checkpoint or state."""
+    weights = source_weights(source)
+    if weights is None:
+        return {name: _as_stats(value) for name, value in source.items()}
+    return {name: ParamStats.of(weight) for name, weight in weights.items()}
+
+
+def _as_stats(value: ParamStats | Mapping) -> ParamStats:
+    return value if isinstance(value, ParamStats) else ParamStats.from_dict(value)
+
+
+# --- groups and schemes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """Parameters that share one statistic; ``mode`` is ``mean_sd`` or ``scale`` (module docstring)."""
+
+    label: str
+    names: tuple[str, ...]
+    mode: str
+
+
+def _statistics_names(names: Iterable[str]) -> list[str]:
+    """Every parameter but the token embedding, which statistics schemes leave fresh (App. H, authors)."""
+    return [n for n in names if param_info(n).kind != "token_embedding"]
+
+
+def per_param_groups(names: Iterable[str], mode: str, kinds: frozenset[str] | None = None) -> list[Group]:
+    """One group per parameter, optionally only the parameters of the given TYPEs."""
+    chosen = [n for n in _statistics_names(names) if kinds is None or param_info(n).kind in kinds]
+    return [Group(n, (n,), mode) for n in chosen]
+
+
+def across_layers_groups(names: Iterable[str]) -> list[Group]:
+    """App. H Across Layers Scale: one group per parameter TYPE, pooled over every layer and both stacks."""
+    by_kind: dict[str, list[str]] = {}
+    for name in _statistics_names(names):
+        by_kind.setdefault(param_info(name).kind, []).append(name)
+    return [Group(f"type/{kind}", tuple(members), "scale") for kind, members in by_kind.items()]
+
+
+def per_layer_groups(names: Iterable[str]) -> list[Group]:
+    """App. H Per Layer Scale: per layer, all its non-norm weights (SD) and all its norms (mean).
+
+    Parameters outside the layers (final norms, relative-position tables, an untied output head) keep
+    one statistic each, as in the authors' code.  The layers come from the names, i.e. the config.
+    """
+    groups: dict[str, list[str]] = {}
+    for name in _statistics_names(names):
+        info = param_info(name)
+        if info.layer is None:
+            groups[name] = [name]
+        else:
+            part = "norms" if info.is_norm else "weights"
+            groups.setdefault(f"{info.stack}/layers_{info.layer}/{part}", []).append(name)
+    return [Group(label, tuple(members), "scale") for label, members in groups.items()]
+
+
+def whole_model_groups(names: Iterable[str]) -> list[Group]:
+    """App. H Whole Model Scale: one SD for all weight matrices, one mean for all norms (final ones too).
+
+    The two relative-position tables pool into a third statistic, as in the authors' code: pooled with
+    the kernels, their SD (tiny count) would be replaced by the kernels'.
+    """
+    groups: dict[str, list[str]] = {}
+    for name in _statistics_names(names):
+        info = param_info(name)
+        label = (
+            "model/norms" if info.is_norm else "model/relpos" if info.kind == "relpos" else "model/weights"
+        )
+        groups.setdefault(label, []).append(name)
+    return [Group(label, tuple(members), "scale") for label, members in groups.items()]
+
+
+ATTENTION_KINDS = frozenset({"query", "key", "value", "out"})
+NORM_KINDS = frozenset({"pre_attention_norm", "pre_mlp_norm", "final_norm"})
+
+# Named parameter groups for the per-parameter schemes "<group>_mean_sd" and "<group>_scale".
+PARAM_GROUPS: dict[str, frozenset[str] | None] = {
+    "per_param": None,  # every parameter but the token embedding
+    "pre_attn_ln": frozenset({"pre_attention_norm"}),  # incl. the decoder pre-cross-attention norms
+    "attention": ATTENTION_KINDS,  # q, k, v, o of every attention block
+    "pre_mlp_ln": frozenset({"pre_mlp_norm"}),
+    "mlp": frozenset({"mlp_wi", "mlp_wo"}),
+    "relpos": frozenset({"relpos"}),
+    "norms": NORM_KINDS,
+}
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """An initialization scheme: its paper name (or None), a description and its groups."""
+
+    paper_name: str | None
+    description: str
+    groups: Callable[[list[str]], list[Group]] | None  # None: copy the weights (full)
+
+
+def _per_param_scheme(group: str, mode: str) -> Callable[[list[str]], list[Group]]:
+    return lambda names: per_param_groups(names, mode, PARAM_GROUPS[group])
+
+
+_PAPER_NAMES = {
+    "per_param_mean_sd": "Per Param Mean/SD (Sec. 5.1, Tables 2, 5, 7)",
+    "per_param_scale": "Per Param Scale (Sec. 5.2, Table 5)",
+    "pre_attn_ln_scale": "Pre-attn LN Per Param Scale (Table 5)",
+    "attention_scale": "Attention Per Param Scale (Table 5)",
+    "pre_mlp_ln_scale": "Pre-MLP LN Per Param Scale (Table 5)",
+    "mlp_scale": "MLP Per Param Scale (Table 5)",
+}
+_GROUP_WORDS = {
+    "per_param": "every parameter but the token embedding",
+    "pre_attn_ln": "the pre-attention norms (encoder; decoder pre-self and pre-cross)",
+    "attention": "q, k, v, o of every attention block",
+    "pre_mlp_ln": "the pre-MLP norms",
+    "mlp": "the MLP wi (wi_0, wi_1) and wo",
+    "relpos": "the relative-position tables",
+    "norms": "all layer norms (pre-attention, pre-MLP, final)",
+}
+_MODE_WORDS = {
+    "mean_sd": "each drawn from N(mean, SD) of that pre-trained parameter",
+    "scale": "norms set to the mean of that pre-trained norm, others drawn from N(0, its SD)",
+}
+
+SCHEMES: dict[str, Scheme] = {
+    "full": Scheme(
+        "Full Init (Sec. 3, 4, Table 1)",
+        "all weights copied (optionally the token embedding left fresh, as in the authors' fine-tuning)",
+        None,
+    ),
+    **{
+        f"{group}_{mode}": Scheme(
+            _PAPER_NAMES.get(f"{group}_{mode}"),
+            f"{_GROUP_WORDS[group]}: {_MODE_WORDS[mode]}; everything else fresh",
+            _per_param_scheme(group, mode),
+        )
+        for group in PARAM_GROUPS
+        for mode in ("mean_sd", "scale")
+    },
+    "across_layers_scale": Scheme(
+        "Across Layers Scale (App. H, Table 5)",
+        "per_param_scale with one statistic per parameter TYPE pooled over all layers: queries, keys, "
+        "values, attention outputs, MLP wi, MLP wo, pre-attention norms, pre-MLP norms, final norms, "
+        "relative-position tables (and an untied output head)",
+        across_layers_groups,
+    ),
+    "per_layer_scale": Scheme(
+        "Per Layer Scale (App. H, Table 5)",
+        "per layer: SD of all its non-norm weights, mean of all its norms; final norms, relative-position "
+        "tables and an untied output head one statistic each",
+        per_layer_groups,
+    ),
+    "whole_model_scale": Scheme(
+        "Whole Model Scale (Table 5)",
+        "one SD for all weight matrices, one mean for all norms, one SD for both relative-position tables",
+        whole_model_groups,
+    ),
+}
+
+
+def check_scheme(name: str) -> Scheme:
+    """The scheme called ``name``; a ``UserError`` listing the valid schemes otherwise."""
+    if name in SCHEMES:
+        return SCHEMES[name]
+    near = difflib.get_close_matches(name, list(SCHEMES), n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    raise UserError(f"unknown init scheme {name!r}.{hint} Valid schemes: {', '.join(SCHEMES)}.")
+
+
+def stats_groups(names: Iterable[str]) -> list[Group]:
+    """The groupings reported by ``synthpre stats``: per TYPE, per layer and whole model."""
+    names = list(names)
+    return across_layers_groups(names) + per_layer_groups(names) + whole_model_groups(names)
+
+
+def group_stats(stats: Stats, groups: Iterable[Group]) -> dict[str, ParamStats]:
+    """Pooled statistics of each group (groups of one parameter included)."""
+    return {g.label: ParamStats.pooled(stats[n] for n in g.names) for g in groups}
+
+
+# --- applying a scheme --------------------------------------------------------------------------
+
+
+def _draw_generator(seed: int) -> torch.Generator:
+    """The generator of statistics draws: a stream of ``seed`` distinct from the fresh init's."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 5]).generate_state(1)[0]))
+
+
+def _check_shapes(target: Mapping[str, torch.Tensor], source: Stats, names: Iterable[str]) -> None:
+    missing = [n for n in names if n not in source]
+    differing = [
+        f"{n}: target {tuple(target[n].shape)} vs source {source[n].shape}"
+        for n in names
+        if n in source and source[n].shape is not None and tuple(source[n].shape) != tuple(target[n].shape)
+    ]
+    if missing or differing:
+        details = "; ".join((differing + [f"{n}: missing in the source" for n in missing])[:8])
+        raise UserError(
+            f"the source does not match the target config ({len(differing)} shapes differ, {len(missing)} "
+            f"parameters missing): {details}. Use --model with the source's config (or omit it)."
+        )
+
+
+def apply_scheme(
+    model: T5ForConditionalGeneration,
+    source: Source,
+    scheme: str,
+    seed: int,
+    *,
+    fresh_embeddings: bool = False,
+) -> list[Group]:
+    """Overwrite, in place, the parameters of a freshly initialized ``model`` that ``scheme`` covers.
+
+    ``source``: a pre-trained model, checkpoint folder, ``{App. K name: tensor}``, or statistics
+    (``parameter_stats`` or a ``synthpre stats`` JSON entry) for the statistics schemes.
+    ``seed`` seeds the draws.  ``fresh_embeddings`` (``full`` only) keeps the token embedding fresh.
+    Returns the groups set (``full``: one group of the copied names).
+    """
+    spec = check_scheme(scheme)
+    target = named_weights(model)
+    if spec.groups is None:
+        return [_copy_weights(target, source, fresh_embeddings)]
+    stats = parameter_stats(source)
+    groups = spec.groups(list(target))
+    _check_shapes(target, stats, [n for g in groups for n in g.names])
+    generator = _draw_generator(seed)
+    with torch.no_grad():
+        for group in groups:
+            pooled = ParamStats.pooled(stats[n] for n in group.names)
+            for name in group.names:
+                if group.mode == "scale" and is_norm(name):
+                    target[name].fill_(pooled.mean)
+                else:
+                    mean = pooled.mean if group.mode == "mean_sd" else 0.0
+                    target[name].normal_(mean, pooled.sd, generator=generator)
+    return groups
+
+
+def _copy_weights(target: dict[str, torch.Tensor], source: Source, fresh_embeddings: bool) -> Group:
+    weights = source_weights(source)
+    if weights is None:
+        raise UserError("scheme 'full' copies weights: give a checkpoint or model, not statistics")
+    names = [n for n in target if not (fresh_embeddings and param_info(n).kind == "token_embedding")]
+    _check_shapes(target, {n: ParamStats.of(w) for n, w in weights.items()}, names)
+    with torch.no_grad():
+        for name in names:
+            target[name].copy_(weights[name])
+    return Group("full", tuple(names), "copy")
+
+
+def set_pre_attention_norms(model: T5ForConditionalGeneration, value: float) -> list[str]:
+    """Table 3 / App. Table 8: all pre-attention norm scales (encoder; decoder self, cross) = ``value``."""
+    names = []
+    with torch.no_grad():
+        for name, weight in named_weights(model).items():
+            if param_info(name).kind == "pre_attention_norm":
+                weight.fill_(value)
+                names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """How an initialization was made; written whole next to the weights (``init_config.json``)."""
+
+    seed: int = 0
+    scheme: str | None = None
+    source: str | None = None
+    model: str | None = None
+    vocab_size: int | None = None
+    fresh_embeddings: bool = False
+    pre_attn_ln_value: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def initialize(config: InitConfig) -> T5ForConditionalGeneration:
+    """A fresh model of the target config with the scheme applied (or the pre-attention norms set).
+
+    The target is ``config.model`` (at the source's vocabulary unless ``vocab_size`` is given), else the
+    source checkpoint's own config.  Raises ``UserError`` on bad input, before anything is written.
+    """
+    if (config.scheme is None) == (config.pre_attn_ln_value is None):
+        raise UserError(
+            "give either a scheme with a source checkpoint (--scheme, --from) or --pre-attn-ln-value"
+        )
+    if config.scheme is not None:
+        check_scheme(config.scheme)
+        if config.source is None:
+            raise UserError(f"scheme {config.scheme!r} needs a pre-trained checkpoint: add --from CKPT")
+    source = load_model(config.source) if config.source is not None else None
+    if config.model is not None:
+        vocab = config.vocab_size or (source.config.vocab_size if source is not None else None)
+        model = build_model(config.model, vocab_size=vocab, seed=config.seed)
+    elif source is not None:
+        target_config = copy.deepcopy(source.config)
+        if config.vocab_size:
+            target_config.vocab_size = config.vocab_size
+        model = build_from_config(target_config, seed=config.seed)
+    else:
+        raise UserError("--pre-attn-ln-value builds a fresh model: name it with --model (e.g. t5-small)")
+    if config.scheme is not None:
+        apply_scheme(model, source, config.scheme, config.seed, fresh_embeddings=config.fresh_embeddings)
+    else:
+        set_pre_attention_norms(model, config.pre_attn_ln_value)
+    return model
+
+
+# --- Figure 6 -----------------------------------------------------------------------------------
+
+FIGURE6_PANELS = (
+    ("encoder", "attention", "encoder pre-attention layer norm"),
+    ("decoder", "self_attention", "decoder pre-self-attention layer norm"),
+    ("decoder", "encoder_decoder_attention", "decoder pre-cross-attention layer norm"),
+)
+
+
+def pre_attention_norm_means(stats: Stats, stack: str, block: str) -> list[tuple[int, float]]:
+    """(layer, mean of that layer's pre-attention norm scale) for one panel of Figure 6."""
+    points = []
+    for name, value in stats.items():
+        info: ParamInfo = param_info(name)
+        if info.kind == "pre_attention_norm" and info.stack == stack and info.block == block:
+            points.append((info.layer, value.mean))
+    return sorted(points)
+
+
+def plot_figure6(stats_by_model: Mapping[str, Stats], path: str | Path) -> Path:
+    """Figure 6: per layer, the mean pre-attention norm scale; one line per model, one panel per norm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(FIGURE6_PANELS), 1, figsize=(6, 8), sharex=True)
+    for axis, (stack, block, title) in zip(axes, FIGURE6_PANELS, strict=True):
+        for label, stats in stats_by_model.items():
+            points = pre_attention_norm_means(stats, stack, block)
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        axis.set_title(title, fontsize=10)
+        axis.set_ylabel("mean scale")
+        axis.grid(alpha=0.3)
+    axes[-1].set_xlabel("layer")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)

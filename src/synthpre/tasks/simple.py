@@ -1,0 +1,889 @@
+"""The 18 simple synthetic tasks of App. G, vectorized over whole blocks of examples.
+
+Every input is ``prefix + task_sep + payload`` (the registry adds the first two); the payload length
+``l`` (separators included) is uniform in ``[min_len, max_len]`` (App. G: 10..220).  Generation
+decisions where App. G is ambiguous (issue 2, see ``docs/tasks.md``):
+
+- "sample t tokens" means t DISTINCT tokens, ``1 <= t < l``; "partition l into t parts" means a
+  composition with every part >= 1, uniform over all compositions;
+- set operations list their output in order of first occurrence; an empty output is ``empty``;
+- delete removes the FIRST occurrence; search/delete contain sequence 2 with probability exactly 0.75;
+- numbers are written as one digit token per decimal digit.
+
+Generators draw everything from the block's ``rng`` with whole-array numpy operations; each task's
+``solve`` is the plain-Python reference that the tests hold the generators against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from synthpre.errors import UserError
+from synthpre.tasks.registry import (
+    Examples,
+    Task,
+    offsets_from_lengths,
+    ragged_gather_index,
+    ragged_join,
+    register,
+)
+from synthpre.tokens import TokenSpace
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+
+
+@dataclass(frozen=True)
+class SimpleParams:
+    """Payload length ``l ~ U[min_len, max_len]``, separators included (App. G: 10..220)."""
+
+    min_len: int = 10
+    max_len: int = 220
+
+    shortest: ClassVar[int] = 1  # the shortest payload the task can build
+
+    def content_ids_needed(self) -> int:
+        """How many content ids the task needs at ``max_len`` (e.g. distinct tokens to sample)."""
+        return 1
+
+    def validate(self, space: TokenSpace) -> None:
+        """Raise ``UserError`` when these lengths or this vocabulary cannot make the task."""
+        if self.min_len > self.max_len:
+            raise UserError(f"min_len {self.min_len} > max_len {self.max_len}: pass --min-len <= --max-len")
+        if self.min_len < self.shortest:
+            raise UserError(
+                f"min_len {self.min_len} is too short: this task needs payloads of at least "
+                f"{self.shortest} tokens (separators included); pass --min-len {self.shortest} or more"
+            )
+        needed = self.content_ids_needed()
+        if space.num_content < needed:
+            raise UserError(
+                f"the vocabulary {space.lo}:{space.hi} has {space.num_content} content ids, but this task "
+                f"needs {needed} at max_len {self.max_len}; widen --vocab or lower --max-len"
+            )
+
+
+@dataclass(frozen=True)
+class DistinctParams(SimpleParams):
+    """set, deduplicate: t < l distinct tokens, so up to ``max_len - 1`` of them."""
+
+    shortest: ClassVar[int] = 2
+
+    def content_ids_needed(self) -> int:
+        return self.max_len - 1
+
+
+@dataclass(frozen=True)
+class SortParams(SimpleParams):
+    """sort: ``l = l1 + 1 + t`` with ``t < l1`` distinct tokens."""
+
+    shortest: ClassVar[int] = 4
+
+    def content_ids_needed(self) -> int:
+        return max(1, (self.max_len - 2) // 2)
+
+
+@dataclass(frozen=True)
+class SetPairParams(SimpleParams):
+    """union, intersect, set1_minus_set2, set2_minus_set1: a pool of ``(l - 1) // 2`` distinct tokens."""
+
+    shortest: ClassVar[int] = 3
+
+    def content_ids_needed(self) -> int:
+        return max(1, (self.max_len - 1) // 2)
+
+
+@dataclass(frozen=True)
+class ReplaceParams(SimpleParams):
+    """replace: ``l = l1 + 1 + 2``."""
+
+    shortest: ClassVar[int] = 4
+
+
+@dataclass(frozen=True)
+class CountParams(SimpleParams):
+    """count: ``l = l1 + 1 + 1``; the other tokens differ from the counted one."""
+
+    shortest: ClassVar[int] = 3
+
+    def content_ids_needed(self) -> int:
+        return 2
+
+
+@dataclass(frozen=True)
+class SearchParams(SimpleParams):
+    """search, delete: sequence 2 is in sequence 1 with probability ``present_prob`` (issue 2: 0.75)."""
+
+    present_prob: float = 0.75
+
+    shortest: ClassVar[int] = 4
+
+    def content_ids_needed(self) -> int:
+        # Sequence 1 then misses some content id, so an absent sequence 2 always exists.
+        return self.max_len
+
+    def validate(self, space: TokenSpace) -> None:
+        super().validate(space)
+        if not 0.0 <= self.present_prob <= 1.0:
+            raise UserError(f"present_prob {self.present_prob} is not a probability in [0, 1]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectorized sampling primitives (flat ragged arrays: row r holds values[offsets[r]:offsets[r+1]])
+
+
+def _payload_lengths(rng: np.random.Generator, params: SimpleParams, n: int) -> np.ndarray:
+    return rng.integers(params.min_len, params.max_len + 1, n)
+
+
+def _tokens(rng: np.random.Generator, space: TokenSpace, size: int) -> np.ndarray:
+    return rng.integers(space.lo, space.hi + 1, size, dtype=np.int32)
+
+
+def _row_ids(lengths: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(lengths)), lengths)
+
+
+def _below(rng: np.random.Generator, high: np.ndarray) -> np.ndarray:
+    """One integer uniform in ``[0, high[i])`` per element (float draw, bias below 2**-50)."""
+    return np.minimum((rng.random(len(high)) * high).astype(np.int64), high - 1)
+
+
+def _where(flags: np.ndarray) -> np.ndarray:
+    """Positions of the set flags: indexing with them beats a boolean mask on random flags."""
+    return np.flatnonzero(flags)
+
+
+def _row_counts(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many flags are set in each row."""
+    running = np.zeros(len(flags) + 1, dtype=np.int64)
+    np.cumsum(flags, dtype=np.int64, out=running[1:])
+    return running[offsets[1:]] - running[offsets[:-1]]
+
+
+def _bits(value: int) -> int:
+    return max(1, int(value).bit_length())
+
+
+def _row_permutations(rng: np.random.Generator, lengths: np.ndarray) -> np.ndarray:
+    """A uniform random permutation of ``0..lengths[r]-1`` for every row, flat.
+
+    One sort of 64-bit keys ``row | random | position``: at least 32 random bits, so ties (which
+    would keep the position order) have probability below 2**-20 per block.
+    """
+    n, total = len(lengths), int(lengths.sum())
+    row_bits, position_bits = _bits(n - 1), _bits(int(lengths.max(initial=1)) - 1)
+    random_bits = 64 - row_bits - position_bits
+    assert random_bits >= 32, "rows too long for 64-bit sort keys"
+    offsets = offsets_from_lengths(lengths)
+    positions = (np.arange(total) - np.repeat(offsets[:-1], lengths)).astype(np.uint64)
+    keys = np.repeat(np.arange(n, dtype=np.uint64) << (64 - row_bits), lengths)
+    keys |= rng.integers(0, 1 << random_bits, total, dtype=np.uint64) << position_bits
+    keys |= positions
+    keys.sort()
+    return (keys & ((1 << position_bits) - 1)).astype(np.int64)
+
+
+def _fixed_size_subsets(rng: np.random.Generator, lengths: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Flags (flat) of a uniform subset of exactly ``sizes[r]`` positions per row: the first
+    ``sizes[r]`` positions of a random permutation (one sort)."""
+    offsets = offsets_from_lengths(lengths)
+    starts = np.repeat(offsets[:-1], lengths)
+    rank = np.arange(offsets[-1]) - starts
+    flags = np.empty(offsets[-1], dtype=bool)
+    flags[starts + _row_permutations(rng, lengths)] = rank < np.repeat(sizes, lengths)
+    return flags
+
+
+def _random_size_subsets(
+    rng: np.random.Generator, lengths: np.ndarray, smallest: np.ndarray, largest: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flags (flat) of a subset per row whose size is uniform on ``[smallest, largest]`` and which,
+    given its size, is uniform; and the sizes.  No sort: every position joins with probability
+    ``q ~ U(0, 1)``, which makes the size uniform on ``0..n`` (Beta-Binomial), and rows whose size falls
+    outside the range are drawn again."""
+    offsets = offsets_from_lengths(lengths)
+    flags = np.empty(offsets[-1], dtype=bool)
+    sizes = np.empty(len(lengths), dtype=np.int64)
+    rows = np.arange(len(lengths))
+    while len(rows):
+        gather, sub_offsets = ragged_gather_index(offsets, rows)
+        sub_rows = _row_ids(np.diff(sub_offsets))
+        drawn = rng.random(len(gather)) < rng.random(len(rows))[sub_rows]
+        flags[gather] = drawn
+        sizes[rows] = _row_counts(drawn, sub_offsets)
+        rows = rows[(sizes[rows] < smallest[rows]) | (sizes[rows] > largest[rows])]
+    return flags, sizes
+
+
+def _compositions(rng: np.random.Generator, totals: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """App. G "randomly partition l into t parts": ``parts[r]`` sizes >= 1 summing to ``totals[r]``,
+    uniform over compositions (the cut points are a uniform ``(t-1)``-subset of ``1..l-1``).
+    Returns the sizes flat, row after row."""
+    cuts = _fixed_size_subsets(rng, totals - 1, parts - 1)
+    return np.diff(np.append(np.flatnonzero(_with_row_starts(cuts, totals)), totals.sum()))
+
+
+def _with_row_starts(cuts: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Run-start flags over ``totals[r]`` positions from cut flags over positions ``1..totals[r]-1``."""
+    return np.insert(cuts, offsets_from_lengths(totals - 1)[:-1], True)
+
+
+def _shuffled_multiset(rng: np.random.Generator, guaranteed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Labels (flat, ``0..t-1`` per row) of a uniformly arranged multiset whose label counts are a
+    uniform composition of the row length into ``t`` parts, ``t`` = number of ``guaranteed`` flags.
+
+    Sort-free: the guaranteed positions (a uniform t-subset) carry labels ``0..t-1``; the others are
+    filled by a Polya urn (Dirichlet-multinomial with alpha = 1: the i-th filler copies a uniform
+    one of the ``t + i`` earlier balls, resolved by pointer jumping).  The fill counts are then
+    uniform over weak compositions and, given the counts, every arrangement is equally likely; with
+    one guaranteed copy per label this makes the counts uniform over compositions (issue 2) and the
+    arrangement uniform, because tokens are assigned to labels at random.
+    """
+    offsets = offsets_from_lengths(lengths)
+    rows = _row_ids(lengths)
+    distinct = _row_counts(guaranteed, offsets)
+    fill, kept = _where(~guaranteed), _where(guaranteed)
+    fill_rows = rows[fill]
+    fill_offsets = offsets_from_lengths(lengths - distinct)
+    fill_index = np.arange(len(fill_rows)) - fill_offsets[fill_rows]
+    ball = _below(rng, distinct[fill_rows] + fill_index)
+    is_root = ball < distinct[fill_rows]
+    pointer = np.where(
+        is_root, np.arange(len(fill_rows)), fill_offsets[fill_rows] + ball - distinct[fill_rows]
+    )
+    while True:  # pointer doubling: O(log depth) rounds over the whole block
+        jumped = pointer[pointer]
+        if np.array_equal(jumped, pointer):
+            break
+        pointer = jumped
+    labels = np.empty(offsets[-1], dtype=np.int64)
+    labels[fill] = ball[pointer]
+    labels[kept] = np.arange(len(kept)) - offsets_from_lengths(distinct)[rows[kept]]
+    return labels
+
+
+def _later_duplicates(values: np.ndarray, offsets: np.ndarray, space: TokenSpace) -> np.ndarray:
+    """Flat positions whose value already occurs earlier in the same row (one sort)."""
+    lengths = np.diff(offsets)
+    n = len(lengths)
+    row_bits, value_bits = _bits(n - 1), _bits(space.num_content - 1)
+    position_bits = _bits(int(lengths.max(initial=1)) - 1)
+    assert row_bits + value_bits + position_bits <= 64
+    positions = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)
+    keys = np.repeat(np.arange(n, dtype=np.uint64), lengths) << (value_bits + position_bits)
+    keys |= (values - space.lo).astype(np.uint64) << position_bits
+    keys |= positions.astype(np.uint64)
+    keys.sort()
+    same_as_previous = (keys[1:] >> position_bits) == (keys[:-1] >> position_bits)
+    later = keys[1:][same_as_previous]
+    rows = (later >> (value_bits + position_bits)).astype(np.int64)
+    return offsets[rows] + (later & ((1 << position_bits) - 1)).astype(np.int64)
+
+
+def _distinct_tokens(rng: np.random.Generator, space: TokenSpace, counts: np.ndarray) -> np.ndarray:
+    """``counts[r]`` distinct tokens per row, flat; uniform over ordered tuples of distinct tokens.
+
+    Draw with replacement, then redraw each later duplicate until none remain.  The redraw rule
+    looks only at which positions are equal, never at token values, so the result stays uniform.
+    """
+    tokens = _tokens(rng, space, int(counts.sum()))
+    offsets = offsets_from_lengths(counts)
+    rows = np.arange(len(counts))
+    while len(rows):
+        gather, sub_offsets = ragged_gather_index(offsets, rows)
+        duplicates = gather[_later_duplicates(tokens[gather], sub_offsets, space)]
+        tokens[duplicates] = _tokens(rng, space, len(duplicates))
+        rows = np.unique(np.searchsorted(offsets, duplicates, side="right") - 1)
+    return tokens
+
+
+def _numbers(space: TokenSpace, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers as decimal digit tokens, one per digit (ragged)."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    num_digits = 1 + np.searchsorted(10 ** np.arange(1, 19, dtype=np.int64), numbers, side="right")
+    offsets = offsets_from_lengths(num_digits)
+    rows = _row_ids(num_digits)
+    exponent = offsets[rows + 1] - 1 - np.arange(offsets[-1])
+    digits = numbers[rows] // 10**exponent % 10
+    return space.digit_ids[digits], offsets
+
+
+def _kept_or_empty(
+    values: np.ndarray, keep: np.ndarray, rows: np.ndarray, n: int, empty: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the kept values in order; a row with none gets the single ``empty`` token."""
+    counts = np.bincount(rows, weights=keep, minlength=n).astype(np.int64)
+    kept = values[_where(keep)]
+    empty_rows = np.flatnonzero(counts == 0)
+    kept = np.insert(kept, offsets_from_lengths(counts)[empty_rows], empty).astype(np.int32)
+    return kept, offsets_from_lengths(np.maximum(counts, 1))
+
+
+def _single_tokens(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return values.astype(np.int32), np.arange(len(values) + 1, dtype=np.int64)
+
+
+def _examples(inputs: tuple[np.ndarray, np.ndarray], targets: tuple[np.ndarray, np.ndarray]) -> Examples:
+    return Examples(inputs[0], inputs[1], targets[0], targets[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference solvers: plain Python on one full input (prefix + task_sep + payload)
+
+
+def _payload(inputs: np.ndarray, space: TokenSpace) -> list[int]:
+    tokens = [int(x) for x in inputs]
+    return tokens[tokens.index(space.task_sep) + 1 :]
+
+
+def _two_sequences(inputs: np.ndarray, space: TokenSpace) -> tuple[list[int], list[int]]:
+    payload = _payload(inputs, space)
+    cut = payload.index(space.arg_sep)
+    return payload[:cut], payload[cut + 1 :]
+
+
+def _write_number(number: int, space: TokenSpace) -> list[int]:
+    return [int(space.digit_ids[int(digit)]) for digit in str(number)]
+
+
+def _unique_in_order(tokens: list[int]) -> list[int]:
+    return list(dict.fromkeys(tokens))
+
+
+def _or_empty(tokens: list[int], space: TokenSpace) -> np.ndarray:
+    return np.array(tokens or [space.empty], dtype=np.int32)
+
+
+def _array(tokens: list[int]) -> np.ndarray:
+    return np.array(tokens, dtype=np.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unary tasks over i.i.d. tokens (G.4 identity, G.8 duplicate, G.10 reverse, G.13/14, G.17 length)
+
+
+def _iid_sequences(rng: np.random.Generator, params: SimpleParams, space: TokenSpace, n: int):
+    lengths = _payload_lengths(rng, params, n)
+    offsets = offsets_from_lengths(lengths)
+    return _tokens(rng, space, int(offsets[-1])), offsets
+
+
+def generate_identity(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    values, offsets = _iid_sequences(rng, params, space, n)
+    return _examples((values, offsets), (values, offsets))
+
+
+def generate_reverse(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    values, offsets = _iid_sequences(rng, params, space, n)
+    lengths = np.diff(offsets)
+    mirror = np.repeat(offsets[:-1] + offsets[1:] - 1, lengths) - np.arange(offsets[-1])
+    return _examples((values, offsets), (values[mirror], offsets))
+
+
+def generate_duplicate(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    values, offsets = _iid_sequences(rng, params, space, n)
+    return _examples((values, offsets), (np.repeat(values, 2), offsets * 2))
+
+
+def generate_first_token(
+    params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
+) -> Examples:
+    values, offsets = _iid_sequences(rng, params, space, n)
+    return _examples((values, offsets), _single_tokens(values[offsets[:-1]]))
+
+
+def generate_last_token(
+    params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
+) -> Examples:
+    values, offsets = _iid_sequences(rng, params, space, n)
+    return _examples((values, offsets), _single_tokens(values[offsets[1:] - 1]))
+
+
+def generate_length(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    values, offsets = _iid_sequences(rng, params, space, n)
+    return _examples((values, offsets), _numbers(space, np.diff(offsets)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Multisets of t distinct tokens in runs (G.1 set, G.3 sort, G.12 deduplicate)
+
+
+def _first_occurrences(labels: np.ndarray, num_labels: int) -> np.ndarray:
+    """Flags of the positions where a label occurs for the first time (labels are global ids)."""
+    position = np.arange(len(labels))
+    first = np.full(num_labels, len(labels))
+    np.minimum.at(first, labels, position)  # a minimum: the same result in any order
+    return first[labels] == position
+
+
+def generate_set(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    lengths = _payload_lengths(rng, params, n)
+    guaranteed, distinct = _random_size_subsets(rng, lengths, np.ones(n, np.int64), lengths - 1)  # 1 <= t < l
+    offsets = offsets_from_lengths(lengths)
+    token_offsets = offsets_from_lengths(distinct)
+    labels = _shuffled_multiset(rng, guaranteed, lengths) + np.repeat(token_offsets[:-1], lengths)
+    inputs = _distinct_tokens(rng, space, distinct)[labels]
+    return _examples(
+        (inputs, offsets), (inputs[_where(_first_occurrences(labels, token_offsets[-1]))], token_offsets)
+    )
+
+
+def generate_deduplicate(
+    params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
+) -> Examples:
+    lengths = _payload_lengths(rng, params, n)
+    # t - 1 cuts among the l - 1 gaps, 0 <= t - 1 <= l - 2: a uniform composition with t uniform.
+    cuts, num_cuts = _random_size_subsets(rng, lengths - 1, np.zeros(n, np.int64), lengths - 2)
+    distinct = num_cuts + 1
+    runs = np.cumsum(_with_row_starts(cuts, lengths), dtype=np.int64) - 1
+    tokens = _distinct_tokens(rng, space, distinct)
+    return _examples((tokens[runs], offsets_from_lengths(lengths)), (tokens, offsets_from_lengths(distinct)))
+
+
+def generate_sort(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    lengths = _payload_lengths(rng, params, n)
+    distinct = rng.integers(1, (lengths - 2) // 2 + 1)  # t < l1 = l - 1 - t
+    first_lengths = lengths - 1 - distinct
+    order_offsets = offsets_from_lengths(distinct)
+    guaranteed = _fixed_size_subsets(rng, first_lengths, distinct)
+    labels = _shuffled_multiset(rng, guaranteed, first_lengths) + np.repeat(order_offsets[:-1], first_lengths)
+    tokens = _distinct_tokens(rng, space, distinct)
+    first_offsets = offsets_from_lengths(first_lengths)
+    inputs = ragged_join([(tokens[labels], first_offsets), space.arg_sep, (tokens, order_offsets)])
+    in_order = np.repeat(np.arange(order_offsets[-1]), np.bincount(labels, minlength=order_offsets[-1]))
+    return _examples(inputs, (tokens[in_order], first_offsets))
+
+
+# ---------------------------------------------------------------------------------------------
+# Set operations on two sequences drawn from one pool (G.5, G.6, G.9, G.11)
+
+
+def _set_pair(
+    params: SimpleParams,
+    space: TokenSpace,
+    rng: np.random.Generator,
+    n: int,
+    keep: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> Examples:
+    """``l = l1 + 1 + l2`` (l1, l2 >= 1), both drawn from a pool of ``(l - 1) // 2`` distinct tokens.
+
+    ``keep(is_first, in_first_sequence, in_second_sequence)`` picks, per position of ``seq1 + seq2``,
+    the tokens of the output (which keeps them in order of first occurrence).
+    """
+    lengths = _payload_lengths(rng, params, n)
+    first_lengths = rng.integers(1, lengths - 1)
+    both_lengths = lengths - 1
+    pool_sizes = both_lengths // 2
+    pool = _distinct_tokens(rng, space, pool_sizes)
+    pool_offsets = offsets_from_lengths(pool_sizes)
+    rows = _row_ids(both_lengths)
+    pool_index = pool_offsets[rows] + _below(rng, pool_sizes[rows])
+    values = pool[pool_index]
+    both_offsets = offsets_from_lengths(both_lengths)
+    position = np.arange(len(values))
+    in_first = position - both_offsets[rows] < first_lengths[rows]
+    first_position = np.full(len(pool), len(values))
+    np.minimum.at(first_position, pool_index, position)
+    is_first = first_position[pool_index] == position
+    pool_in_second = np.zeros(len(pool), dtype=bool)
+    pool_in_second[pool_index[~in_first]] = True
+    inputs = ragged_join(
+        [
+            (values[in_first], offsets_from_lengths(first_lengths)),
+            space.arg_sep,
+            (values[~in_first], offsets_from_lengths(both_lengths - first_lengths)),
+        ]
+    )
+    kept = keep(is_first, in_first, pool_in_second[pool_index])
+    return _examples(inputs, _kept_or_empty(values, kept, rows, n, space.empty))
+
+
+def generate_union(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    return _set_pair(params, space, rng, n, lambda first, in1, in2: first)
+
+
+def generate_intersect(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    return _set_pair(params, space, rng, n, lambda first, in1, in2: first & in1 & in2)
+
+
+def generate_set1_minus_set2(
+    params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
+) -> Examples:
+    return _set_pair(params, space, rng, n, lambda first, in1, in2: first & in1 & ~in2)
+
+
+def generate_set2_minus_set1(
+    params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
+) -> Examples:
+    # A first occurrence inside sequence 2 is a token that sequence 1 lacks.
+    return _set_pair(params, space, rng, n, lambda first, in1, in2: first & ~in1)
+
+
+# ---------------------------------------------------------------------------------------------
+# G.7 replace, G.18 count, G.15 longest_word
+
+
+def generate_replace(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    first_lengths = _payload_lengths(rng, params, n) - 3
+    offsets = offsets_from_lengths(first_lengths)
+    sequence = _tokens(rng, space, int(offsets[-1]))
+    rows = _row_ids(first_lengths)
+    # t1 uniform over the SET of tokens of sequence 1: a uniform position, kept with 1/count.
+    old = np.empty(n, dtype=np.int32)
+    pending = np.arange(n)
+    while len(pending):
+        candidate = sequence[offsets[pending] + _below(rng, first_lengths[pending])]
+        gather, sub_offsets = ragged_gather_index(offsets, pending)
+        sub_rows = _row_ids(np.diff(sub_offsets))
+        count = np.bincount(sub_rows[sequence[gather] == candidate[sub_rows]], minlength=len(pending))
+        accepted = rng.random(len(pending)) * count < 1
+        old[pending[accepted]] = candidate[accepted]
+        pending = pending[~accepted]
+    new = _tokens(rng, space, n)
+    target = np.where(sequence == old[rows], new[rows], sequence)
+    pair = np.stack([old, new], axis=1).ravel()
+    inputs = ragged_join([(sequence, offsets), space.arg_sep, (pair, np.arange(n + 1) * 2)])
+    return _examples(inputs, (target, offsets))
+
+
+def generate_count(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    first_lengths = _payload_lengths(rng, params, n) - 2
+    offsets = offsets_from_lengths(first_lengths)
+    rows = _row_ids(first_lengths)
+    counted = _tokens(rng, space, n)
+    # A Binomial(l1, p) count with p ~ U(0, 1) is uniform on 0..l1, at uniform positions.
+    share = rng.random(n)
+    is_counted = rng.random(len(rows)) < share[rows]
+    others = rng.integers(0, space.num_content - 1, len(rows), dtype=np.int32) + space.lo
+    others += others >= counted[rows]  # skip the counted token: its count is exactly c
+    sequence = np.where(is_counted, counted[rows], others).astype(np.int32)
+    inputs = ragged_join([(sequence, offsets), space.arg_sep, _single_tokens(counted)])
+    return _examples(inputs, _numbers(space, _row_counts(is_counted, offsets)))
+
+
+def generate_longest_word(
+    params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
+) -> Examples:
+    lengths = _payload_lengths(rng, params, n)
+    words = rng.integers(1, (lengths + 1) // 2 + 1)  # w words need w + (w - 1) <= l
+    word_lengths = _compositions(rng, lengths - words + 1, words)
+    # Each word plus a trailing separator, then the last separator of every row is dropped.
+    slot_offsets = offsets_from_lengths(word_lengths + 1)
+    values = _tokens(rng, space, int(slot_offsets[-1]))
+    values[slot_offsets[1:] - 1] = space.word_sep
+    row_ends = offsets_from_lengths(lengths + 1)[1:] - 1
+    keep = np.ones(len(values), dtype=bool)
+    keep[row_ends] = False
+    longest = np.maximum.reduceat(word_lengths, offsets_from_lengths(words)[:-1])
+    return _examples((values[keep], offsets_from_lengths(lengths)), _numbers(space, longest))
+
+
+# ---------------------------------------------------------------------------------------------
+# G.16 search and G.2 delete: sequence 2 planted in sequence 1 with probability present_prob
+
+
+def _first_matches(
+    hay: np.ndarray, hay_offsets: np.ndarray, needle: np.ndarray, needle_offsets: np.ndarray, stop: np.ndarray
+) -> np.ndarray:
+    """Per row, the first start ``< stop[r]`` where the needle occurs in the hay; -1 when none.
+
+    Candidates are the starts whose first token matches; each round checks one more needle token
+    on the surviving candidates, so the loop ends as soon as chance matches die out.
+    """
+    n = len(hay_offsets) - 1
+    hay_lengths, needle_lengths = np.diff(hay_offsets), np.diff(needle_offsets)
+    rows = _row_ids(hay_lengths)
+    start = np.arange(len(hay)) - hay_offsets[rows]
+    last_start = np.minimum(stop, hay_lengths - needle_lengths + 1)
+    candidates = np.flatnonzero((start < last_start[rows]) & (hay == needle[needle_offsets[:-1]][rows]))
+    found = []
+    k = 1
+    while len(candidates):
+        candidate_rows = rows[candidates]
+        complete = needle_lengths[candidate_rows] <= k
+        found.append(candidates[complete])
+        candidates, candidate_rows = candidates[~complete], candidate_rows[~complete]
+        candidates = candidates[hay[candidates + k] == needle[needle_offsets[candidate_rows] + k]]
+        k += 1
+    first = np.full(n, -1, dtype=np.int64)
+    matches = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    match_rows = rows[matches]
+    is_first = np.ones(len(matches), dtype=bool)
+    is_first[1:] = match_rows[1:] != match_rows[:-1]
+    first[match_rows[is_first]] = start[matches[is_first]]
+    return first
+
+
+def _planted(params: SearchParams, space: TokenSpace, rng: np.random.Generator, n: int):
+    """Sequences 1 and 2 (ragged), whether 2 was planted, and the first start of 2 in 1 (-1 if absent).
+
+    ``l = l1 + 1 + m`` with ``m ~ U[1, (l-2)//2]``, so ``l1 > m``.  Present (prob. ``present_prob``):
+    sample sequence 2, sample sequence 1, plant 2 at a uniform location.  Absent: sample both, then
+    redraw sequence 2 while it occurs in sequence 1 (App. G.2/G.16).
+    """
+    lengths = _payload_lengths(rng, params, n)
+    needle_lengths = rng.integers(1, (lengths - 2) // 2 + 1)
+    hay_lengths = lengths - 1 - needle_lengths
+    present = rng.random(n) < params.present_prob
+    location = rng.integers(0, hay_lengths - needle_lengths + 1)
+    hay_offsets, needle_offsets = offsets_from_lengths(hay_lengths), offsets_from_lengths(needle_lengths)
+    needle = _tokens(rng, space, int(needle_offsets[-1]))
+    hay = _tokens(rng, space, int(hay_offsets[-1]))
+    planted = np.flatnonzero(present)
+    source, _ = ragged_gather_index(needle_offsets, planted)
+    hay[
+        source
+        + np.repeat(
+            hay_offsets[planted] + location[planted] - needle_offsets[planted], needle_lengths[planted]
+        )
+    ] = needle[source]
+    # A chance occurrence before the planted one is the first occurrence.
+    no_stop = hay_lengths + 1
+    first = _first_matches(hay, hay_offsets, needle, needle_offsets, np.where(present, location, no_stop))
+    first[present & (first < 0)] = location[present & (first < 0)]
+    clash = np.flatnonzero(~present & (first >= 0))
+    while len(clash):
+        redraw, _ = ragged_gather_index(needle_offsets, clash)
+        needle[redraw] = _tokens(rng, space, len(redraw))
+        hay_gather, sub_hay_offsets = ragged_gather_index(hay_offsets, clash)
+        sub_needle_offsets = offsets_from_lengths(needle_lengths[clash])
+        again = _first_matches(
+            hay[hay_gather], sub_hay_offsets, needle[redraw], sub_needle_offsets, no_stop[clash]
+        )
+        clash = clash[again >= 0]
+    first[~present] = -1
+    return (hay, hay_offsets), (needle, needle_offsets), present, first
+
+
+def generate_search(params: SearchParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    hay, needle, present, _ = _planted(params, space, rng, n)
+    inputs = ragged_join([hay, space.arg_sep, needle])
+    return _examples(inputs, _single_tokens(np.where(present, space.yes, space.no)))
+
+
+def generate_delete(params: SearchParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
+    hay, needle, present, first = _planted(params, space, rng, n)
+    hay_values, hay_offsets = hay
+    needle_lengths = np.diff(needle[1])
+    rows = np.flatnonzero(present)
+    removed = np.repeat(hay_offsets[rows] + first[rows], needle_lengths[rows])
+    removed += np.arange(len(removed)) - np.repeat(
+        offsets_from_lengths(needle_lengths[rows])[:-1], needle_lengths[rows]
+    )
+    keep = np.ones(len(hay_values), dtype=bool)
+    keep[removed] = False
+    target_offsets = offsets_from_lengths(np.diff(hay_offsets) - needle_lengths * present)
+    return _examples(ragged_join([hay, space.arg_sep, needle]), (hay_values[keep], target_offsets))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference solvers
+
+
+def solve_set(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    return _array(_unique_in_order(_payload(inputs, space)))
+
+
+def solve_delete(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    sequence, pattern = _two_sequences(inputs, space)
+    for start in range(len(sequence) - len(pattern) + 1):
+        if sequence[start : start + len(pattern)] == pattern:
+            return _or_empty(sequence[:start] + sequence[start + len(pattern) :], space)
+    return _or_empty(sequence, space)
+
+
+def solve_sort(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    sequence, order = _two_sequences(inputs, space)
+    rank = {token: i for i, token in enumerate(order)}
+    return _array(sorted(sequence, key=rank.__getitem__))
+
+
+def solve_identity(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    return _array(_payload(inputs, space))
+
+
+def solve_union(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    first, second = _two_sequences(inputs, space)
+    return _or_empty(_unique_in_order(first + second), space)
+
+
+def solve_set1_minus_set2(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    first, second = _two_sequences(inputs, space)
+    return _or_empty([t for t in _unique_in_order(first) if t not in set(second)], space)
+
+
+def solve_replace(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    sequence, (old, new) = _two_sequences(inputs, space)
+    return _array([new if token == old else token for token in sequence])
+
+
+def solve_duplicate(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    return _array([token for token in _payload(inputs, space) for _ in range(2)])
+
+
+def solve_intersect(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    first, second = _two_sequences(inputs, space)
+    return _or_empty([t for t in _unique_in_order(first) if t in set(second)], space)
+
+
+def solve_reverse(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    return _array(_payload(inputs, space)[::-1])
+
+
+def solve_set2_minus_set1(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    first, second = _two_sequences(inputs, space)
+    return _or_empty([t for t in _unique_in_order(second) if t not in set(first)], space)
+
+
+def solve_deduplicate(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    payload = _payload(inputs, space)
+    return _array([t for i, t in enumerate(payload) if i == 0 or payload[i - 1] != t])
+
+
+def solve_last_token(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    return _array(_payload(inputs, space)[-1:])
+
+
+def solve_first_token(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    return _array(_payload(inputs, space)[:1])
+
+
+def solve_longest_word(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    words, current = [], 0
+    for token in _payload(inputs, space):
+        if token == space.word_sep:
+            words.append(current)
+            current = 0
+        else:
+            current += 1
+    return _array(_write_number(max([*words, current]), space))
+
+
+def solve_search(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    sequence, pattern = _two_sequences(inputs, space)
+    found = any(
+        sequence[start : start + len(pattern)] == pattern for start in range(len(sequence) - len(pattern) + 1)
+    )
+    return _array([space.yes if found else space.no])
+
+
+def solve_length(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    return _array(_write_number(len(_payload(inputs, space)), space))
+
+
+def solve_count(inputs: np.ndarray, params: SimpleParams, space: TokenSpace) -> np.ndarray:
+    sequence, (token,) = _two_sequences(inputs, space)
+    return _array(_write_number(sequence.count(token), space))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration, in the order of App. G
+
+
+def _register(name: str, definition: str, params_cls: type, generate, solve) -> None:
+    register(
+        Task(name=name, definition=definition, generate_block=generate, params_cls=params_cls, solve=solve)
+    )
+
+
+_register(
+    "set",
+    "the input without duplicates, in order of first occurrence (G.1)",
+    DistinctParams,
+    generate_set,
+    solve_set,
+)
+_register(
+    "delete",
+    "sequence 1 with the first occurrence of sequence 2 deleted (G.2)",
+    SearchParams,
+    generate_delete,
+    solve_delete,
+)
+_register(
+    "sort",
+    "sequence 1 sorted by the order of the tokens in sequence 2 (G.3)",
+    SortParams,
+    generate_sort,
+    solve_sort,
+)
+_register("identity", "the input unchanged (G.4)", SimpleParams, generate_identity, solve_identity)
+_register(
+    "union",
+    "tokens of sequence 1 or 2, in order of first occurrence (G.5)",
+    SetPairParams,
+    generate_union,
+    solve_union,
+)
+_register(
+    "set1_minus_set2",
+    "tokens of sequence 1 not in sequence 2 (G.6)",
+    SetPairParams,
+    generate_set1_minus_set2,
+    solve_set1_minus_set2,
+)
+_register(
+    "replace",
+    "sequence 1 with every t1 replaced by t2, where sequence 2 = t1 t2 (G.7)",
+    ReplaceParams,
+    generate_replace,
+    solve_replace,
+)
+_register(
+    "duplicate", "every input token written twice (G.8)", SimpleParams, generate_duplicate, solve_duplicate
+)
+_register(
+    "intersect",
+    "tokens of sequence 1 also in sequence 2, in order of first occurrence (G.9)",
+    SetPairParams,
+    generate_intersect,
+    solve_intersect,
+)
+_register("reverse", "the input in reverse order (G.10)", SimpleParams, generate_reverse, solve_reverse)
+_register(
+    "set2_minus_set1",
+    "tokens of sequence 2 not in sequence 1 (G.11)",
+    SetPairParams,
+    generate_set2_minus_set1,
+    solve_set2_minus_set1,
+)
+_register(
+    "deduplicate",
+    "the input with adjacent repeats collapsed (G.12)",
+    DistinctParams,
+    generate_deduplicate,
+    solve_deduplicate,
+)
+_register("last_token", "the last input token (G.13)", SimpleParams, generate_last_token, solve_last_token)
+_register(
+    "first_token", "the first input token (G.14)", SimpleParams, generate_first_token, solve_first_token
+)
+_register(
+    "longest_word",
+    "the length of the longest run between word separators, as digits (G.15)",
+    SimpleParams,
+    generate_longest_word,
+    solve_longest_word,
+)
+_register(
+    "search",
+    "yes if sequence 2 occurs in sequence 1, else no (G.16)",
+    SearchParams,
+    generate_search,
+    solve_search,
+)
+_register(
+    "length", "the number of input tokens, as digits (G.17)", SimpleParams, generate_length, solve_length
+)
+_register(
+    "count",
+    "how often the token of sequence 2 occurs in sequence 1, as digits (G.18)",
+    CountParams,
+    generate_count,
+    solve_count,
+)

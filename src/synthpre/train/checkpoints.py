@@ -1,0 +1,208 @@
+"""Checkpoints of the engine: atomic, checksummed, and selected by App. A's rules.
+
+``checkpoints/step_N/`` holds ``model/`` (a Hugging Face folder, safetensors, loadable by plain
+transformers), ``optimizer.pt``, ``trainer_state.json`` (step, evaluations so far) and one
+``rng_rank{r}.pt`` per process.  A checkpoint is written under ``.tmp-step_N`` and renamed once
+``checksums.json`` (sha256 of every file) is in place, so a run killed at any moment leaves either
+a complete checkpoint or a temporary folder that is ignored.  A checkpoint whose files do not match
+their checksums is reported and skipped: resuming falls back to the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+CHECKSUMS = "checksums.json"
+STATE = "trainer_state.json"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON under a temporary name, fsync, rename: readers never see half a file."""
+    tmp = path.with_name(TMP_PREFIX + path.name)
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def begin_checkpoint(root: Path, step: int) -> Path:
+    """A fresh temporary folder for step ``step`` (main process only)."""
+    tmp = root / (TMP_PREFIX + step_dir_name(step))
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def write_main_files(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Model folder, optimizer state and trainer state (main process only)."""
+    model.save_pretrained(tmp / "model", safe_serialization=True)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / STATE).write_text(json.dumps(state, indent=2))
+
+
+def write_rng_file(tmp: Path, rank: int) -> None:
+    torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
+
+
+def finish_checkpoint(tmp: Path, step: int) -> Path:
+    """Checksum every file, then rename the temporary folder to ``step_N`` (main process only)."""
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    for path in files:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    checksums = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
+    write_json_atomic(tmp / CHECKSUMS, checksums)
+    final = tmp.parent / step_dir_name(step)
+    if final.exists():  # a corrupt checkpoint of the same step from a killed run
+        remove_checkpoint(final)
+    os.rename(tmp, final)
+    _fsync_dir(final.parent)
+    return final
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Rename first, then delete: a deletion cut short never leaves a half checkpoint named ``step_N``."""
+    trash = path.with_name(TRASH_PREFIX + path.name)
+    if trash.exists():
+        shutil.rmtree(trash)
+    os.rename(path, trash)
+    shutil.rmtree(trash)
+
+
+def checkpoint_steps(root: Path) -> list[int]:
+    """Steps of the folders named ``step_N`` under ``root``, newest first (not yet verified)."""
+    if not root.is_dir():
+        return []
+    steps = [int(p.name[5:]) for p in root.iterdir() if p.is_dir() and p.name.startswith("step_")]
+    return sorted(steps, reverse=True)
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """``None`` when every file matches ``checksums.json``; otherwise what is wrong."""
+    sums_path = path / CHECKSUMS
+    if not sums_path.is_file():
+        return f"{CHECKSUMS} is missing (half-written checkpoint)"
+    try:
+        checksums = json.loads(sums_path.read_text())
+    except json.JSONDecodeError:
+        return f"{CHECKSUMS} is not valid JSON"
+    for name, expected in checksums.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if sha256_file(file) != expected:
+            return f"{name} does not match its checksum (corrupt)"
+    return None
+
+
+def newest_valid_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint; corrupt ones are reported on stderr and skipped."""
+    for step in checkpoint_steps(root):
+        path = root / step_dir_name(step)
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        print(f"warning: checkpoint {path} is unusable: {problem}; trying the previous one", file=sys.stderr)
+    return None
+
+
+def load_model_weights(model: torch.nn.Module, model_dir: Path) -> None:
+    """Load ``model.safetensors`` into ``model``; keys left out by ``save_pretrained`` must be tied copies."""
+    state = load_file(model_dir / "model.safetensors")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    loaded_pointers = {tensor.data_ptr() for name, tensor in model.state_dict().items() if name in state}
+    untied = [name for name in missing if model.state_dict()[name].data_ptr() not in loaded_pointers]
+    if untied or unexpected:
+        raise ValueError(f"checkpoint {model_dir} does not fit the model: missing {untied}, unexpected {unexpected}")
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> dict:
+    """Restore model, optimizer and this process's RNG; return the trainer state."""
+    load_model_weights(model, path / "model")
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    set_rng_state(torch.load(path / f"rng_rank{rank}.pt", weights_only=True))
+    return json.loads((path / STATE).read_text())
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """App. A: the first checkpoint with ``metric >= threshold``, else (or with ``mode="max"``) the max."""
+
+    metric: str = "val_token_accuracy"
+    mode: str = "first_above_threshold"  # or "max"
+    threshold: float = 0.99
+
+    def select(self, evals: list[dict]) -> dict | None:
+        """``best.json`` contents for the evaluations so far (only those with a checkpoint count)."""
+        scored = [e for e in evals if e.get("checkpoint") and self.metric in e]
+        if not scored:
+            return None
+        if self.mode == "first_above_threshold":
+            for record in scored:
+                if record[self.metric] >= self.threshold:
+                    return self._best(record, f"first checkpoint with {self.metric} >= {self.threshold}")
+        best = max(scored, key=lambda e: e[self.metric])  # the earliest of equal maxima
+        if self.mode == "first_above_threshold":
+            reason = f"no checkpoint reached {self.metric} >= {self.threshold} yet: max {self.metric}"
+        else:
+            reason = f"max {self.metric}"
+        return self._best(best, reason)
+
+    def _best(self, record: dict, reason: str) -> dict:
+        return {
+            "step": record["step"],
+            "checkpoint": record["checkpoint"],
+            "metric": self.metric,
+            "value": record[self.metric],
+            "rule": self.mode,
+            "threshold": self.threshold,
+            "threshold_met": record[self.metric] >= self.threshold,
+            "reason": f"{reason} ({record[self.metric]:.4f} at step {record['step']})",
+        }

@@ -1,0 +1,391 @@
+"""THE training loop, for synthetic pre-training and fine-tuning alike (App. A and App. B).
+
+One ``train(config, model, train_source, val_source)`` call: Adafactor with T5's schedule (or a
+constant rate), batches that are pure functions of (seed, step, rank) with dynamic padding, loss on
+target tokens (optional z-loss), teacher-forced validation accuracy, atomic checksummed checkpoints,
+App. A's checkpoint selection, exact resume, and ``accelerate`` for several processes (DDP; launch
+with ``accelerate launch``).  Read it top to bottom: ``train`` is the whole story.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthpre.data.stream import LABEL_IGNORE, BatchStream, ExampleSource, check_batch_split, collate
+from synthpre.errors import UserError
+from synthpre.train import checkpoints as ckpt
+from synthpre.train.metrics import MetricsLog
+
+# A hook run at every evaluation on the main process with the unwrapped model in eval mode and the
+# step; its metrics (e.g. generation scores of fine-tuning) join the evaluation record.
+ExtraEval = Callable[[torch.nn.Module, int], dict[str, float]]
+
+RUN_FILES = ("config.json", "metrics.jsonl", "best.json", "checkpoints", "tb")
+# Fields that may change between a run and its resumption (where it lives, how long, how it looks).
+NOT_IDENTITY = ("out_dir", "max_steps", "progress", "stop_at_threshold")
+
+
+class TrainConfig(BaseModel):
+    """Every knob of a training run; defaults are App. A's synthetic pre-training recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out_dir: str = Field(description="run folder: config.json, metrics.jsonl, tb/, checkpoints/, best.json")
+    seed: int = Field(0, description="seed of the data order and of dropout")
+    max_steps: int = Field(80_000, gt=0, description="optimizer steps (reference pretrain.sh: 80,000)")
+    batch_size: int = Field(128, gt=0, description="global batch, split evenly over the processes")
+    max_input_len: int = Field(512, ge=2, description="inputs are truncated to this many tokens (with EOS)")
+    max_target_len: int = Field(512, ge=2, description="targets are truncated to this many tokens (with EOS)")
+    dropout: float | None = Field(0.1, ge=0, lt=1, description="dropout rate set on the model; None keeps it")
+    lr_schedule: Literal["t5_rsqrt", "constant"] = Field(
+        "t5_rsqrt", description="t5_rsqrt: min(lr, 1/sqrt(step)); constant: lr (fine-tuning, App. B)"
+    )
+    learning_rate: float = Field(1e-2, gt=0, description="with t5_rsqrt, 1e-2 gives 1/sqrt(max(step, 1e4))")
+    z_loss: float = Field(0.0, ge=0, description="weight of the z-loss log(Z)^2 (T5X v1.1 uses 1e-4)")
+    eval_every: int = Field(5000, gt=0, description="evaluate validation token accuracy every N steps")
+    save_every: int = Field(5000, gt=0, description="save a checkpoint every N steps")
+    num_val_examples: int = Field(10_000, gt=0, description="size of the fixed held-out validation set")
+    eval_batch_size: int | None = Field(None, gt=0, description="validation batch (default: batch_size)")
+    keep_last_k: int | None = Field(None, gt=0, description="keep the newest k checkpoints (+ the selected)")
+    selection: Literal["first_above_threshold", "max"] = Field(
+        "first_above_threshold", description="App. A: first checkpoint >= threshold (else max), or max"
+    )
+    selection_metric: str = Field("val_token_accuracy", description="metric the selection rule reads")
+    selection_threshold: float = Field(0.99, description="threshold of first_above_threshold")
+    stop_at_threshold: bool = Field(False, description="stop once a checkpoint meets the threshold")
+    bucket_steps: int = Field(1, gt=0, description="sort each window of N steps' examples by length")
+    pad_multiple: int = Field(8, gt=0, description="pad batches to a multiple of this length")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast mixed precision")
+    tf32: bool = Field(False, description="allow TF32 matmuls on NVIDIA GPUs")
+    compile: bool = Field(False, description="torch.compile the model")
+    log_every: int = Field(50, gt=0, description="write training metrics every N steps")
+    progress: bool = Field(True, description="show a progress bar")
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if k not in NOT_IDENTITY}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    best: dict | None
+    last_eval: dict | None
+    seconds: float
+    tokens_per_second: float
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adafactor with parameter-scale updates, as T5 (no momentum, clipping threshold 1, decay -0.8).
+
+    ``t5_rsqrt``: ``torch.optim.Adafactor`` steps with ``min(lr, 1/sqrt(t))``, so lr = 1e-2 is exactly
+    T5's 1/sqrt(max(t, 10^4)).  ``constant``: transformers' Adafactor with a fixed relative step.
+    """
+    if config.lr_schedule == "t5_rsqrt":
+        return torch.optim.Adafactor(model.parameters(), lr=config.learning_rate)
+    from transformers.optimization import Adafactor
+
+    return Adafactor(
+        model.parameters(), lr=config.learning_rate, scale_parameter=True, relative_step=False, warmup_init=False
+    )
+
+
+def learning_rate_at(config: TrainConfig, step: int) -> float:
+    """The relative step size of optimizer step ``step`` (1-based), before parameter scaling."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    return min(config.learning_rate, 1 / math.sqrt(step))
+
+
+def check_lengths(config: TrainConfig, model: torch.nn.Module) -> None:
+    """Relative attention has no hard length limit; a config that declares ``n_positions`` sets one."""
+    limit = getattr(model.config, "n_positions", None)
+    longest = max(config.max_input_len, config.max_target_len)
+    if limit is not None and longest > limit:
+        raise UserError(f"max length {longest} is above what this model supports ({limit}); lower --max-*-len")
+
+
+def set_dropout(model: torch.nn.Module, rate: float) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = rate
+    model.config.dropout_rate = rate
+
+
+def full_config(config: TrainConfig, model: torch.nn.Module, train_source, val_source, extra: dict) -> dict:
+    """What ``config.json`` holds: the engine config, the model config, both data sources, and ``extra``."""
+    return {
+        "train": config.model_dump(),
+        "model": model.config.to_dict(),
+        "train_data": train_source.describe(),
+        "val_data": val_source.describe(),
+        **extra,
+    }
+
+
+def _identity(full: dict) -> dict:
+    train = {k: v for k, v in full["train"].items() if k not in NOT_IDENTITY}
+    model = {k: v for k, v in full["model"].items() if k not in ("transformers_version", "dtype")}
+    return {**full, "train": train, "model": model}
+
+
+def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> None:
+    """Refuse (``UserError``, nothing written) to mix two runs in one folder."""
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not existing or overwrite:
+        return
+    if not resume:
+        raise UserError(
+            f"{run_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
+            "--overwrite to start over, or choose another --out"
+        )
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"cannot resume {run_dir}: it has no config.json; use --overwrite to start over")
+    old = json.loads(config_file.read_text())
+    if _identity(old) != _identity(json.loads(json.dumps(full))):
+        changed = sorted(k for k in full if _identity(old).get(k) != _identity(json.loads(json.dumps(full)))[k])
+        raise UserError(
+            f"cannot resume {run_dir}: its config.json differs from this run's in {changed}; "
+            "resume with the same settings, or use --overwrite / another --out"
+        )
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Remove the files of a previous run (``--overwrite``); other files in the folder stay."""
+    import shutil
+
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+class Validation:
+    """The fixed held-out set, collated once (sorted by length) and sharded over processes."""
+
+    def __init__(self, source: ExampleSource, config: TrainConfig, rank: int, world_size: int) -> None:
+        available = source.num_examples
+        n = config.num_val_examples if available is None else min(config.num_val_examples, available)
+        examples = source.examples(np.arange(n, dtype=np.int64))
+        order = np.argsort(examples.input_lengths + examples.target_lengths, kind="stable")
+        size = config.eval_batch_size or config.batch_size
+        chunks = [order[i : i + size] for i in range(0, n, size)]
+        self.batches = [
+            collate(examples.take(rows), config.max_input_len, config.max_target_len, config.pad_multiple)
+            for rows in chunks[rank::world_size]
+        ]
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, accelerator) -> dict[str, float]:
+        """Teacher-forced loss, token accuracy and sequence accuracy (all target tokens right)."""
+        totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
+        for batch in self.batches:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.autocast():
+                logits = forward_logits(model, batch)
+            valid = batch["labels"] != LABEL_IGNORE
+            loss = F.cross_entropy(logits.float().transpose(1, 2), batch["labels"], reduction="sum")
+            right = (logits.argmax(-1) == batch["labels"]) & valid
+            sequences_right = (right | ~valid).all(-1)
+            totals += torch.stack([loss.double(), right.sum(), valid.sum(), sequences_right.sum()]).double()
+        num_sequences = torch.tensor(
+            [float(sum(len(b["labels"]) for b in self.batches))], dtype=torch.float64, device=accelerator.device
+        )
+        totals = accelerator.reduce(totals, "sum")
+        num_sequences = accelerator.reduce(num_sequences, "sum")
+        loss_sum, right, count, sequences_right = totals.tolist()
+        return {
+            "val_loss": loss_sum / count,
+            "val_token_accuracy": right / count,
+            "val_sequence_accuracy": sequences_right / num_sequences.item(),
+        }
+
+
+def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Teacher forcing: decoder inputs are the labels shifted right (start token 0), as in T5."""
+    decoder_input_ids = batch["labels"].clamp_min(0)
+    decoder_input_ids = torch.cat([torch.zeros_like(decoder_input_ids[:, :1]), decoder_input_ids[:, :-1]], 1)
+    return model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=decoder_input_ids
+    ).logits
+
+
+def train(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    train_source: ExampleSource,
+    val_source: ExampleSource,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    extra_eval: ExtraEval | None = None,
+    extra_config: dict | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``train_source``; see the module docstring.  ``extra_config`` joins config.json."""
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
+
+    # ---- set-up: everything that can fail on bad input fails here, before anything is written
+    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    check_batch_split(config.batch_size, world)
+    check_lengths(config, model)
+    run_dir = Path(config.out_dir)
+    full = full_config(config, model, train_source, val_source, extra_config or {})
+    check_run_dir(run_dir, full, resume, overwrite)
+    if config.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if config.dropout is not None:
+        set_dropout(model, config.dropout)
+    torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
+    model.to(accelerator.device)
+    optimizer = make_optimizer(config, model)
+    rule = ckpt.SelectionRule(config.selection_metric, config.selection, config.selection_threshold)
+    ckpt_root = run_dir / "checkpoints"
+
+    # ---- the run folder: fresh, overwritten, or resumed from the newest complete checkpoint
+    start_step, evals = 0, []
+    if accelerator.is_main_process:
+        if overwrite:
+            clear_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json_atomic(run_dir / "config.json", full)
+    accelerator.wait_for_everyone()
+    newest = ckpt.newest_valid_checkpoint(ckpt_root) if resume else None
+    if newest is not None:
+        state = ckpt.load_checkpoint(newest, model, optimizer, rank)
+        start_step, evals = state["step"], state["evals"]
+        if accelerator.is_main_process:
+            print(f"resuming from {newest} (step {start_step})")
+    log = MetricsLog(run_dir, start_step, enabled=accelerator.is_main_process)
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if config.compile:
+        model = torch.compile(model)
+    stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
+    validation = Validation(val_source, config, rank, world)
+
+    def next_batch(step: int) -> dict[str, torch.Tensor]:
+        return collate(stream.batch(step), config.max_input_len, config.max_target_len, config.pad_multiple)
+
+    def save(step: int) -> str:
+        """All processes write their RNG state; the main process writes the rest and renames."""
+        tmp = ckpt_root / (ckpt.TMP_PREFIX + ckpt.step_dir_name(step))
+        if accelerator.is_main_process:
+            ckpt.begin_checkpoint(ckpt_root, step)
+        accelerator.wait_for_everyone()
+        ckpt.write_rng_file(tmp, rank)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            state = {"step": step, "evals": evals}
+            ckpt.write_main_files(tmp, accelerator.unwrap_model(model), optimizer, state)
+            ckpt.finish_checkpoint(tmp, step)
+        accelerator.wait_for_everyone()
+        return f"checkpoints/{ckpt.step_dir_name(step)}"
+
+    def prune(best: dict | None) -> None:
+        if config.keep_last_k is None or not accelerator.is_main_process:
+            return
+        keep = set(ckpt.checkpoint_steps(ckpt_root)[: config.keep_last_k])
+        for step in ckpt.checkpoint_steps(ckpt_root):
+            if step not in keep and (best is None or best["step"] != step):
+                ckpt.remove_checkpoint(ckpt_root / ckpt.step_dir_name(step))
+
+    # ---- the loop
+    prefetch = ThreadPoolExecutor(max_workers=1)
+    pending = prefetch.submit(next_batch, start_step)
+    sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # loss, z, right, tokens
+    tokens_seen, total_tokens, started, window_start = 0, 0, time.perf_counter(), time.perf_counter()
+    best, last_eval, step = rule.select(evals), (evals[-1] if evals else None), start_step
+    model.train()
+    bar = log.progress_bar(config, start_step)
+    while step < config.max_steps:
+        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in pending.result().items()}
+        if step + 1 < config.max_steps:
+            pending = prefetch.submit(next_batch, step + 1)
+        valid = batch["labels"] != LABEL_IGNORE
+        # Normalize by the GLOBAL number of target tokens: DDP's gradient mean then equals the gradient
+        # of the mean over the whole batch, whatever the split over processes.
+        local_tokens = valid.sum()
+        global_tokens = accelerator.reduce(local_tokens.clone(), "sum") if world > 1 else local_tokens
+        with accelerator.autocast():
+            logits = forward_logits(model, batch).float()
+        ce_sum = F.cross_entropy(logits.transpose(1, 2), batch["labels"], reduction="sum")
+        loss = ce_sum
+        z_sum = torch.zeros((), device=logits.device)
+        if config.z_loss:
+            z_sum = (torch.logsumexp(logits, -1).square() * valid).sum()
+            loss = loss + config.z_loss * z_sum
+        accelerator.backward(loss * world / global_tokens)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        right = ((logits.argmax(-1) == batch["labels"]) & valid).sum()
+        sums += torch.stack([ce_sum.detach(), z_sum.detach(), right, local_tokens]).double()
+        tokens_seen += int(batch["attention_mask"].sum()) + int(local_tokens)
+        bar.update(1)
+        if step % config.log_every == 0 or step == config.max_steps:
+            loss_sum, z_total, right_total, count = accelerator.reduce(sums, "sum").tolist()
+            now = time.perf_counter()
+            record = {
+                "loss": loss_sum / count,
+                "token_accuracy": right_total / count,
+                "tokens_per_s": tokens_seen * world / (now - window_start),
+                "lr": learning_rate_at(config, step),
+            }
+            if config.z_loss:
+                record["z_loss"] = z_total / count
+            log.train(step, record)
+            sums.zero_()
+            total_tokens += tokens_seen * world
+            tokens_seen, window_start = 0, now
+
+        is_eval = step % config.eval_every == 0 or step == config.max_steps
+        is_save = step % config.save_every == 0 or step == config.max_steps
+        if is_eval:
+            model.eval()
+            metrics = validation.evaluate(model, accelerator)
+            if extra_eval is not None:
+                extra = [extra_eval(accelerator.unwrap_model(model), step) if accelerator.is_main_process else None]
+                metrics.update(broadcast_object_list(extra)[0])
+            model.train()
+            name = f"checkpoints/{ckpt.step_dir_name(step)}"
+            record = {"step": step, **metrics, "checkpoint": name}
+            selected_here = (rule.select([*evals, record]) or {}).get("step") == step
+            is_save = is_save or selected_here
+            record["checkpoint"] = name if is_save else None
+            evals.append(record)
+            last_eval = record
+            best = rule.select(evals)
+            log.validation(step, metrics)
+        if is_save:
+            save(step)
+            if accelerator.is_main_process and best is not None:
+                ckpt.write_json_atomic(run_dir / "best.json", best)
+            prune(best)
+        if is_eval and config.stop_at_threshold and best is not None and best["threshold_met"]:
+            break
+
+    prefetch.shutdown()
+    bar.close()
+    log.close()
+    seconds = time.perf_counter() - started
+    accelerator.end_training()
+    return TrainResult(run_dir, step, best, last_eval, seconds, total_tokens / seconds)
