@@ -34,12 +34,19 @@ def test_input_formats_follow_app_d2() -> None:
     assert cnndm.input.startswith("summarize: By . Associated Press .")
     assert cnndm.target == "City council votes to keep the old library open .\nThe building opened in 1902 ."
     mtop = get_downstream_task("mtop").examples(FIXTURES / "mtop", "train")[0]
-    assert mtop.input.startswith("Has Angelika Kratzer video messaged me ? ; structured knowledge: IN:GET: MESSAGE")
+    assert mtop.input.startswith(
+        "Has Angelika Kratzer video messaged me ? ; structured knowledge: IN:GET: MESSAGE"
+    )
     squad = get_downstream_task("squad").examples(FIXTURES / "squad", "validation")[0]
-    assert squad.input.startswith("question: What does increasing the partial pressure of oxygen kill? context: Oxygen")
+    assert squad.input.startswith(
+        "question: What does increasing the partial pressure of oxygen kill? context: Oxygen"
+    )
     assert squad.target == "the anaerobic bacteria" and len(squad.references) == 3
     code = get_downstream_task("code_translation").examples(FIXTURES / "code_translation", "train")[1]
-    assert (code.input, code.target) == ("public int size() {return mSize;}", "public virtual int size(){return mSize;}")
+    assert (code.input, code.target) == (
+        "public int size() {return mSize;}",
+        "public virtual int size(){return mSize;}",
+    )
     retro = get_downstream_task("retrosynthesis").examples(FIXTURES / "retrosynthesis", "train")
     # atom-mapped USPTO rows are un-mapped and canonicalized; input = product, target = reactants
     assert (retro[0].input, retro[0].target) == ("CC(=O)Oc1ccccc1", "CC(=O)Cl.Oc1ccccc1")
@@ -55,7 +62,7 @@ def _copy(name: str, tmp_path: Path) -> Path:
 def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
     folder = _copy("webqsp", tmp_path)
     lines = (folder / "train.jsonl").read_text().splitlines()
-    (folder / "train.jsonl").write_text(lines[0] + "\n{\"text_in\": \"oops\"\n")
+    (folder / "train.jsonl").write_text(lines[0] + '\n{"text_in": "oops"\n')
     with pytest.raises(UserError, match=r"train\.jsonl:2: not a JSON object line"):
         get_downstream_task("webqsp").examples(folder, "train")
 
@@ -113,7 +120,11 @@ def test_smiles_task_is_deterministic_split_by_molecule() -> None:
 
 def test_pycode_task_splits_by_qualified_name() -> None:
     splits = offline.pycode_examples()
-    assert len(splits["train"]) > 4000 and 400 < len(splits["validation"]) < 700 and 400 < len(splits["test"]) < 700
+    assert (
+        len(splits["train"]) > 4000
+        and 400 < len(splits["validation"]) < 700
+        and 400 < len(splits["test"]) < 700
+    )
     for split, examples in splits.items():
         for e in examples[:200]:
             assert offline.split_of(e.id, offline.CODE_HELD_OUT) == split
@@ -148,7 +159,7 @@ def test_sentencepiece_trains_offline_with_t5_special_ids(tmp_path: Path) -> Non
 
 
 def test_tokenizer_folder_that_does_not_load(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="no tokenizer.json"):
+    with pytest.raises(UserError, match=r"no tokenizer\.json"):
         load_pretrained_tokenizer(tmp_path)
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(UserError, match="does not load as a tokenizer"):
@@ -159,10 +170,18 @@ def test_tokenizer_folder_that_does_not_load(tmp_path: Path) -> None:
 
 def test_registry_has_the_app_d3_hyper_parameters() -> None:
     d = {name: task.defaults for name, task in DOWNSTREAM_TASKS.items()}
-    assert (d["cnndm_10k"].max_input_len, d["cnndm_10k"].max_target_len, d["cnndm_10k"].max_decode_len) == (512, 256, 148)
+    assert (d["cnndm_10k"].max_input_len, d["cnndm_10k"].max_target_len, d["cnndm_10k"].max_decode_len) == (
+        512,
+        256,
+        148,
+    )
     assert (d["webqsp"].max_input_len, d["webqsp"].batch_size, d["webqsp"].eval_every) == (2048, 32, 5000)
     assert (d["code_translation"].learning_rate, d["code_translation"].batch_size) == (3e-3, 32)
-    assert (d["retrosynthesis"].max_steps, d["squad"].max_steps, d["mtop"].max_steps) == (400_000, 250_000, 100_000)
+    assert (d["retrosynthesis"].max_steps, d["squad"].max_steps, d["mtop"].max_steps) == (
+        400_000,
+        250_000,
+        100_000,
+    )
     assert d["cnndm_10k"].selection_step == 50_000 and d["squad"].selection == "best_val_metric"
     with pytest.raises(UserError, match="Did you mean 'squad'"):
         get_downstream_task("sqad")

@@ -28,7 +28,7 @@ TINY = {"model": "t5-tiny", "batch_size": 8, "max_input_len": 64, "max_target_le
 
 @pytest.fixture(autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -46,7 +46,10 @@ def test_fine_tune_and_evaluate_every_fixture_task(name: str, tmp_path: Path) ->
     assert results["rule"] == task.defaults.selection
     assert (run / results["selected"]["checkpoint"] / "model" / "model.safetensors").is_file()
     assert (run / "tokenizer" / "spiece.model").is_file()
-    assert f"val_{task.headline_metric}" in results["selected"] and 0 <= results["selected"]["val_token_accuracy"] <= 1
+    assert (
+        f"val_{task.headline_metric}" in results["selected"]
+        and 0 <= results["selected"]["val_token_accuracy"] <= 1
+    )
     metrics = evaluate_run(run, "test", progress=False)
     records = _read_jsonl(run / "eval" / "test" / "predictions.jsonl")
     examples = task.examples(FIXTURES / FIXTURE_DIRS[name], "test")
@@ -58,7 +61,7 @@ def test_fine_tune_and_evaluate_every_fixture_task(name: str, tmp_path: Path) ->
 @pytest.fixture(scope="module")
 def smiles_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small but real run on the offline SMILES task: 40 steps of a tiny model on 256 examples."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("smiles") / "run"
     finetune(FinetuneConfig(task="smiles_canonicalize", out_dir=str(run), tokenizer="chars", train_size=256,
                             val_size=32, max_steps=40, eval_every=20, eval_decode=8, learning_rate=1e-2,
@@ -100,13 +103,23 @@ def test_init_from_a_run_full_and_statistics(smiles_run: Path, tmp_path: Path) -
 
     source = load_model(smiles_run / "checkpoints" / "step_40" / "model")
     tokenizer = CharTokenizer.load(smiles_run / "tokenizer")
-    base = {"task": "smiles_canonicalize", "out_dir": str(tmp_path / "x"), "init_from": str(smiles_run), **TINY}
+    base = {
+        "task": "smiles_canonicalize",
+        "out_dir": str(tmp_path / "x"),
+        "init_from": str(smiles_run),
+        **TINY,
+    }
     full = initial_model(FinetuneConfig(**base), tokenizer)
-    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), source.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(full.state_dict().values(), source.state_dict().values(), strict=True)
+    )
     stats = initial_model(FinetuneConfig(**base, init_scheme="per_param_mean_sd", seed=1), tokenizer)
     name = "encoder.block.0.layer.0.SelfAttention.q.weight"
     assert not torch.equal(stats.state_dict()[name], source.state_dict()[name])
-    assert stats.state_dict()[name].std().item() == pytest.approx(source.state_dict()[name].std().item(), rel=0.1)
+    assert stats.state_dict()[name].std().item() == pytest.approx(
+        source.state_dict()[name].std().item(), rel=0.1
+    )
 
 
 def test_offline_pycode_task_and_lr_sweep(tmp_path: Path) -> None:
@@ -124,7 +137,13 @@ def test_offline_pycode_task_and_lr_sweep(tmp_path: Path) -> None:
 
 def test_selection_rules_of_app_b() -> None:
     evals = [
-        {"step": s, "checkpoint": f"checkpoints/step_{s}", "val_token_accuracy": acc, "val_f1": f1, "val_rouge1": r}
+        {
+            "step": s,
+            "checkpoint": f"checkpoints/step_{s}",
+            "val_token_accuracy": acc,
+            "val_f1": f1,
+            "val_rouge1": r,
+        }
         for s, acc, f1, r in [(10_000, 0.5, 30.0, 20.0), (50_000, 0.7, 20.0, 25.0), (60_000, 0.6, 40.0, 30.0)]
     ]
     assert select(get_downstream_task("mtop"), evals)[0]["step"] == 50_000  # max val token accuracy
@@ -143,7 +162,8 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
         (["finetune", "--task", "mtop", "--out", str(out), "--data", str(tmp_path)], "none of train.json"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--tokenizer", str(tmp_path)],
          "no tokenizer.json"),
-        (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--lr-sweep", "1e-2,x"], "comma-separated"),
+        (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--lr-sweep", "1e-2,x"],
+         "comma-separated"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--max-steps", "0"], "max-steps"),
         (["evaluate", str(tmp_path)], "no results.json"),
         (["tokenizer", "train", "--task", "webqsp", "--out", str(out)], "pass --data"),
@@ -157,18 +177,18 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_cli_tokenizer_train_and_finetune(tmp_path: Path) -> None:
     tok = tmp_path / "tok"
-    result = runner.invoke(app, ["tokenizer", "train", "--task", "code_translation", "--out", str(tok),
-                                 "--data", str(FIXTURES / "code_translation"), "--vocab-size", "200"])  # fmt: skip
+    train_args = ["tokenizer", "train", "--task", "code_translation", "--out", str(tok),
+                  "--data", str(FIXTURES / "code_translation")]  # fmt: skip
+    result = runner.invoke(app, [*train_args, "--vocab-size", "200"])
     assert result.exit_code == 0, result.output
     assert (tok / "spiece.model").is_file() and (tok / "tokenizer.json").is_file()
-    again = runner.invoke(app, ["tokenizer", "train", "--task", "code_translation", "--out", str(tok),
-                                "--data", str(FIXTURES / "code_translation")])  # fmt: skip
+    again = runner.invoke(app, train_args)
     assert isinstance(again.exception, UserError) and "not empty" in str(again.exception)
     run = tmp_path / "run"
-    args = ["finetune", "--task", "code_translation", "--data", str(FIXTURES / "code_translation"), "--tokenizer",
-            str(tok), "--model", "t5-tiny", "--max-steps", "2", "--eval-every", "2", "--batch-size", "4",
-            "--max-input-len", "48", "--max-target-len", "48", "--max-decode-len", "8", "--no-progress",
-            "--out", str(run)]  # fmt: skip
+    args = ["finetune", "--task", "code_translation", "--data", str(FIXTURES / "code_translation"),
+            "--tokenizer", str(tok), "--model", "t5-tiny", "--max-steps", "2", "--eval-every", "2",
+            "--batch-size", "4", "--max-input-len", "48", "--max-target-len", "48", "--max-decode-len", "8",
+            "--no-progress", "--out", str(run)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "selected checkpoints/step_2" in result.output

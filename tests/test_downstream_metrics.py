@@ -27,7 +27,9 @@ def test_squad_normalization_matches_the_official_rules(text: str, normalized: s
 
 
 def test_squad_em_and_f1_take_the_max_over_references() -> None:
-    refs = [("the anaerobic bacteria", "anaerobic bacteria", "the anaerobic bacteria that cause gas gangrene")]
+    refs = [
+        ("the anaerobic bacteria", "anaerobic bacteria", "the anaerobic bacteria that cause gas gangrene")
+    ]
     assert m.squad_scores(["Anaerobic bacteria."], refs) == {"em": 100.0, "f1": 100.0}
     # "bacteria that cause" vs the long answer: overlap 3, precision 3/3, recall 3/6 -> F1 2/3;
     # vs "anaerobic bacteria": overlap 1, P 1/3, R 1/2 -> 0.4.  Max = 2/3.
@@ -51,7 +53,7 @@ def test_rouge_equals_rouge_score_directly() -> None:
     references = [("the cat was on the mat .\nthe cat was happy .",), ("the dog barked loudly",)]
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"], use_stemmer=False)
     expected = {k: 0.0 for k in ("rouge1", "rouge2", "rougeLsum")}
-    for p, (r,) in zip(predictions, references):
+    for p, (r,) in zip(predictions, references, strict=True):
         s = scorer.score(r, p.replace(" . ", " .\n"))
         for k in expected:
             expected[k] += 100 * s[k].fmeasure / 2

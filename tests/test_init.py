@@ -271,10 +271,8 @@ def test_cli_init_stats_and_figure6(tiny_source, tmp_path):
     assert list(report) == ["Random Init", "Set", "Stats init"]
     name = "encoder/layers_0/pre_attention_layer_norm/scale"
     assert report["Random Init"]["params"][name]["mean"] == 1.0
-    assert report["Stats init"]["params"][name]["mean"] == pytest.approx(
-        report["Set"]["params"][name]["mean"]
-    )
-    assert report["Stats init"]["params"][name]["sd"] == 0.0
+    made, pooled = report["Stats init"]["params"][name], report["Set"]["groups"]["type/pre_attention_norm"]
+    assert made["mean"] == pytest.approx(pooled["mean"]) and made["sd"] == 0.0
     result = runner.invoke(app, ["models"])
     assert "60,506,624" in result.output and "76,961,152" in result.output
 
@@ -283,22 +281,16 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     (tmp_path / "ckpt" / "pytorch_model.bin").write_bytes(b"pickle")
+    init = ["init", "--from", str(tmp_path / "ckpt"), "--out", str(tmp_path / "o"), "--scheme"]
+    command = [sys.executable, "-c", "from synthpre.cli import main; main()", *init, "full"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "no .safetensors weights" in done.stderr and "Traceback" not in done.stderr
     for args, message in (
-        (
-            ["init", "--from", str(tmp_path / "ckpt"), "--scheme", "full", "--out", str(tmp_path / "o")],
-            "safetensors",
-        ),
-        (
-            ["init", "--from", str(tmp_path / "ckpt"), "--scheme", "nope", "--out", str(tmp_path / "o")],
-            "Valid",
-        ),
+        ([*init, "nope"], "Valid schemes: full,"),
         (["stats", str(tmp_path / "missing")], "does not exist"),
+        (["init", "--pre-attn-ln-value", "0.1", "--out", str(tmp_path / "o")], "--model"),
     ):
-        done = subprocess.run(
-            [sys.executable, "-c", "from synthpre.cli import main; main()", *args],
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 2, done.stderr
-        assert message in done.stderr
+        result = CliRunner().invoke(app, args)
+        assert isinstance(result.exception, UserError) and message in str(result.exception), args
     assert not (tmp_path / "o").exists()

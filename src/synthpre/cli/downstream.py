@@ -1,4 +1,4 @@
-"""``synthpre finetune``, ``synthpre evaluate``, ``synthpre tokenizer train`` and ``synthpre downstream list``."""
+"""Downstream commands: ``finetune``, ``evaluate``, ``tokenizer train`` and ``downstream list``."""
 
 from __future__ import annotations
 
@@ -33,21 +33,34 @@ def finetune(
     model: str = typer.Option("t5-small", help="named model config for a random init / statistics schemes"),
     data: Path = typer.Option(None, help="folder with the task's downloaded files (the six App. D tasks)"),
     init_from: Path = typer.Option(None, help="checkpoint, pre-training run folder, or local HF T5 folder"),
-    init_scheme: str = typer.Option("full", help="full (copy all weights) or a statistics scheme (`synthpre init`)"),
-    tokenizer: str = typer.Option(None, help="'chars', or a local tokenizer folder; default: see docs/downstream.md"),
-    vocab_size: int = typer.Option(None, help="model vocabulary of a random init (default: the tokenizer's, /8)"),
+    init_scheme: str = typer.Option(
+        "full", help="full (copy all weights) or a statistics scheme (`synthpre init`)"
+    ),
+    tokenizer: str = typer.Option(
+        None, help="'chars', or a local tokenizer folder; default: see docs/downstream.md"
+    ),
+    vocab_size: int = typer.Option(
+        None, help="model vocabulary of a random init (default: the tokenizer's, /8)"
+    ),
     lr: float = typer.Option(None, "--lr", help="constant learning rate (default: the task's, App. D.3)"),
     lr_sweep: str = typer.Option(None, help="one run per learning rate, the best kept, e.g. 1e-2,3e-3,1e-3"),
     train_size: int = typer.Option(None, help="fine-tune on a fixed subset of N training examples (Table 4)"),
     val_size: int = typer.Option(None, help="use only the first N validation examples (quick runs)"),
     max_steps: int = typer.Option(None, help="optimizer steps (default: the task's, App. B)"),
-    eval_every: int = typer.Option(None, help="evaluate and checkpoint every N steps (default 10K; WebQSP 5K)"),
-    batch_size: int = typer.Option(None, help="global batch (default 128; 32 for WebQSP and code translation)"),
+    eval_every: int = typer.Option(
+        None, help="evaluate and checkpoint every N steps (default 10K; WebQSP 5K)"
+    ),
+    batch_size: int = typer.Option(
+        None, help="global batch (default 128; 32 for WebQSP and code translation)"
+    ),
     max_input_len: int = typer.Option(None, help="input length in tokens (default: the task's)"),
     max_target_len: int = typer.Option(None, help="target length in tokens (default: the task's)"),
     max_decode_len: int = typer.Option(None, help="max decoded tokens (default: the task's)"),
-    eval_decode: int = typer.Option(None, help="validation examples decoded at each evaluation (default: all "
-                                    "for SQuAD and the offline tasks, none otherwise)"),
+    eval_decode: int = typer.Option(
+        None,
+        help="validation examples decoded at each evaluation (default: all "
+        "for SQuAD and the offline tasks, none otherwise)",
+    ),
     dropout: float = typer.Option(0.1, help="dropout during fine-tuning (T5: 0.1)"),
     lowercase: bool = typer.Option(False, help="lower-case inputs and targets (Krishna et al.'s CNNDM-10K)"),
     seed: int = typer.Option(0, help="seed of the data order, dropout and a random init"),
@@ -73,13 +86,16 @@ def finetune(
         config = FinetuneConfig(
             task=task, out_dir=str(out), model=model, data=str(data) if data else None,
             init_from=str(init_from) if init_from else None, init_scheme=init_scheme, tokenizer=tokenizer,
-            vocab_size=vocab_size, learning_rate=lr, lr_sweep=_floats(lr_sweep, "--lr-sweep") if lr_sweep else None,
-            train_size=train_size, val_size=val_size, max_steps=max_steps, eval_every=eval_every, batch_size=batch_size,
+            vocab_size=vocab_size, learning_rate=lr,
+            lr_sweep=_floats(lr_sweep, "--lr-sweep") if lr_sweep else None, train_size=train_size,
+            val_size=val_size, max_steps=max_steps, eval_every=eval_every, batch_size=batch_size,
             max_input_len=max_input_len, max_target_len=max_target_len, max_decode_len=max_decode_len,
             eval_decode=eval_decode, dropout=dropout, lowercase=lowercase, seed=seed, progress=progress,
         )  # fmt: skip
     except ValidationError as error:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(
+            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors()
+        )
         raise UserError(f"invalid fine-tuning settings: {problems}") from None
     results = run_finetune(config, resume=resume, overwrite=overwrite)
     selected = results["selected"]
@@ -128,7 +144,11 @@ def train_tokenizer(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out} is not empty: pass --overwrite to replace it, or choose another --out")
     downstream_task = get_downstream_task(task)
-    examples = read_split(downstream_task, FinetuneConfig(task=task, out_dir=str(out), data=str(data) if data else None), "train")
+    examples = read_split(
+        downstream_task,
+        FinetuneConfig(task=task, out_dir=str(out), data=str(data) if data else None),
+        "train",
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
@@ -150,13 +170,25 @@ def list_downstream() -> None:
     from synthpre.downstream.registry import DOWNSTREAM_TASKS
 
     table = Table(title="downstream tasks")
-    for column in ("name", "data", "lr", "in/out len", "batch", "steps", "eval every", "decode", "selection", "metric"):
+    for column in (
+        "name",
+        "data",
+        "lr",
+        "in/out len",
+        "batch",
+        "steps",
+        "eval every",
+        "decode",
+        "selection",
+        "metric",
+    ):
         table.add_column(column)
     for task in DOWNSTREAM_TASKS.values():
         d = task.defaults
         table.add_row(
             task.name, "--data" if task.needs_data else "built in", f"{d.learning_rate:g}",
-            f"{d.max_input_len}/{d.max_target_len}", str(d.batch_size), f"{d.max_steps:,}", f"{d.eval_every:,}",
+            f"{d.max_input_len}/{d.max_target_len}", str(d.batch_size), f"{d.max_steps:,}",
+            f"{d.eval_every:,}",
             str(d.max_decode_len), d.selection + (f" {d.selection_step:,}" if d.selection_step else ""),
             task.headline_metric,
         )  # fmt: skip

@@ -79,7 +79,7 @@ def _print_table(reports: dict[str, dict]) -> None:
                     cells += [f"{row['min']:.4g}", f"{row['max']:.4g}", str(row["count"])]
             table.add_row(name, *cells)
         table.add_section()
-    Console(width=max(100, 40 + 22 * len(reports) * (2 if not single else 3))).print(table)
+    Console(width=max(Console().width, 70 + 24 * len(reports) * (3 if single else 2))).print(table)
 
 
 def stats(

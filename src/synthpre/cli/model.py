@@ -34,7 +34,7 @@ def list_models() -> None:
             "tied (rescaled)" if row["tied"] else "untied",
             f"{row['parameters']:,}",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 130)).print(table)  # never truncate the counts
 
 
 def register(app: typer.Typer) -> None:

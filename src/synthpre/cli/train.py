@@ -30,14 +30,20 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+        data = (
+            yaml.safe_load(path.read_text())
+            if path.suffix in (".yaml", ".yml")
+            else json.loads(path.read_text())
+        )
     except (yaml.YAMLError, json.JSONDecodeError) as error:
         raise UserError(f"--config {path}: cannot parse it ({error})") from None
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a mapping of settings, got {type(data).__name__}")
     unknown = set(data) - set(TrainConfig.model_fields) - set(DATA_KEYS)
     if unknown:
-        raise UserError(f"--config {path}: unknown keys {sorted(unknown)}; valid: TrainConfig fields and {DATA_KEYS}")
+        raise UserError(
+            f"--config {path}: unknown keys {sorted(unknown)}; valid: TrainConfig fields and {DATA_KEYS}"
+        )
     return data
 
 
@@ -125,7 +131,9 @@ def pretrain(
     --min-len 5 --max-len 30 --batch-size 64 --dropout 0 --max-input-len 64 --max-target-len 64
     --eval-every 500 --save-every 500 --stop-at-threshold --out runs/set-tiny`.
     """
-    given = {k: v for k, v in locals().items() if v is not None and k not in ("config", "resume", "overwrite")}
+    given = {
+        k: v for k, v in locals().items() if v is not None and k not in ("config", "resume", "overwrite")
+    }
     settings = load_config_file(config) if config is not None else {}
     task_params = dict(settings.pop("task_params", None) or {})
     settings.update({k: v for k, v in given.items() if k != "task_param"})
@@ -138,7 +146,9 @@ def pretrain(
     if "out_dir" not in settings:
         raise UserError("no run folder: pass --out DIR (or out_dir in --config)")
     if not settings.get("task"):
-        raise UserError("no task: pass --task NAME (or a comma-separated mixture); `synthpre tasks` lists them")
+        raise UserError(
+            "no task: pass --task NAME (or a comma-separated mixture); `synthpre tasks` lists them"
+        )
     run_pretraining(settings, task_params, resume=resume, overwrite=overwrite)
 
 
@@ -169,12 +179,20 @@ def run_pretraining(settings: dict[str, Any], task_params: dict[str, Any], resum
     vocab_size = vocab_size_for(space) if model_name == "t5-tiny" else spec.vocab_size
     if space.vocab_size > vocab_size:
         raise UserError(
-            f"--vocab {space.lo}:{space.hi} needs {space.vocab_size} token ids but {model_name} has {vocab_size}; "
-            f"lower HI to at most {vocab_size - 101}"
+            f"--vocab {space.lo}:{space.hi} needs {space.vocab_size} token ids but {model_name} has "
+            f"{vocab_size}; lower HI to at most {vocab_size - 101}"
         )
     model = build_model(model_name, vocab_size=vocab_size, seed=train_config.seed)
     extra = {"command": "pretrain", "model_name": model_name, "task": names, "task_params": task_params}
-    result = train(train_config, model, source, source.validation(), resume=resume, overwrite=overwrite, extra_config=extra)
+    result = train(
+        train_config,
+        model,
+        source,
+        source.validation(),
+        resume=resume,
+        overwrite=overwrite,
+        extra_config=extra,
+    )
     best = result.best or {}
     print(f"done: step {result.step}, {result.seconds:.0f} s, {result.tokens_per_second:,.0f} tokens/s")
     if best:
@@ -201,12 +219,16 @@ def show_run(
     val_rows = [r for r in rows if r["split"] == "val"]
     console = Console()
     data = full.get("train_data", {})
-    console.print(f"[bold]{run_dir}[/bold]: {full.get('command', 'train')} of {full.get('model_name', 'a model')} on "
-                  f"{data.get('tasks') or data.get('name')}, {full['train']['max_steps']:,} steps planned")  # fmt: skip
+    what = f"{full.get('command', 'train')} of {full.get('model_name', 'a model')}"
+    planned = full["train"]["max_steps"]
+    trained_on = data.get("tasks") or data.get("name")
+    console.print(f"[bold]{run_dir}[/bold]: {what} on {trained_on}, {planned:,} steps planned")
     if train_rows:
         last = train_rows[-1]
-        console.print(f"last training step {last['step']:,}: loss {last['loss']:.4f}, "
-                      f"token accuracy {last['token_accuracy']:.4f}, {last['tokens_per_s']:,.0f} tokens/s")  # fmt: skip
+        console.print(
+            f"last training step {last['step']:,}: loss {last['loss']:.4f}, token accuracy "
+            f"{last['token_accuracy']:.4f}, {last['tokens_per_s']:,.0f} tokens/s, {last['elapsed_s']:.0f} s"
+        )
     table = Table(title="evaluations")
     metric_names = sorted({k for r in val_rows for k in r if k not in ("step", "split")})
     for column in ("step", *metric_names):
@@ -236,7 +258,10 @@ def plot_curves(train_rows: list[dict], val_rows: list[dict], path: Path) -> Non
     for rows, key, label in ((train_rows, "loss", "train"), (val_rows, "val_loss", "validation")):
         if rows:
             loss_ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=label)
-    for rows, key, label in ((train_rows, "token_accuracy", "train"), (val_rows, "val_token_accuracy", "validation")):
+    for rows, key, label in (
+        (train_rows, "token_accuracy", "train"),
+        (val_rows, "val_token_accuracy", "validation"),
+    ):
         if rows:
             acc_ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=label)
     loss_ax.set(xlabel="step", ylabel="loss", yscale="log")

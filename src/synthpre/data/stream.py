@@ -94,7 +94,10 @@ class MixtureSource:
         unique_blocks, inverse = np.unique(blocks, return_inverse=True)
         bounds = np.cumsum(self.rates)[:-1]
         draws = np.stack(
-            [np.random.default_rng([self.seed, _MIXTURE_SALT, int(b)]).random(BLOCK_SIZE) for b in unique_blocks]
+            [
+                np.random.default_rng([self.seed, _MIXTURE_SALT, int(b)]).random(BLOCK_SIZE)
+                for b in unique_blocks
+            ]
         )
         return np.searchsorted(bounds, draws[inverse, indices % BLOCK_SIZE], side="right")
 
@@ -160,7 +163,12 @@ class DatasetSource:
         digest = hashlib.sha256()
         for array in dataclasses.fields(self.data):
             digest.update(np.ascontiguousarray(getattr(self.data, array.name)).tobytes())
-        return {"kind": "dataset", "name": self.name, "num_examples": len(self.data), "sha256": digest.hexdigest()}
+        return {
+            "kind": "dataset",
+            "name": self.name,
+            "num_examples": len(self.data),
+            "sha256": digest.hexdigest(),
+        }
 
 
 def check_batch_split(global_batch: int, world_size: int) -> int:
@@ -244,7 +252,9 @@ class BatchStream:
         return batches
 
 
-def _dense(values: np.ndarray, offsets: np.ndarray, max_len: int, pad_multiple: int) -> tuple[np.ndarray, np.ndarray]:
+def _dense(
+    values: np.ndarray, offsets: np.ndarray, max_len: int, pad_multiple: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Ragged rows -> a [rows, width] matrix: each row truncated to ``max_len - 1``, then EOS, then PAD."""
     lengths = np.minimum(np.diff(offsets), max_len - 1)
     n = len(lengths)
@@ -252,7 +262,9 @@ def _dense(values: np.ndarray, offsets: np.ndarray, max_len: int, pad_multiple: 
     width = -(-longest // pad_multiple) * pad_multiple
     dense = np.full((n, width), PAD_ID, dtype=np.int64)
     rows = np.repeat(np.arange(n), lengths)
-    cols = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
+    cols = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+        offsets_from_lengths(lengths)[:-1], lengths
+    )
     dense[rows, cols] = values[np.repeat(offsets[:-1], lengths) + cols]
     dense[np.arange(n), lengths] = EOS_ID
     return dense, lengths + 1
@@ -267,7 +279,9 @@ def collate(
     to its longest sequence rounded up to ``pad_multiple``.
     """
     inputs, input_lengths = _dense(examples.input_values, examples.input_offsets, max_input_len, pad_multiple)
-    targets, target_lengths = _dense(examples.target_values, examples.target_offsets, max_target_len, pad_multiple)
+    targets, target_lengths = _dense(
+        examples.target_values, examples.target_offsets, max_target_len, pad_multiple
+    )
     attention_mask = np.arange(inputs.shape[1]) < input_lengths[:, None]
     labels = np.where(np.arange(targets.shape[1]) < target_lengths[:, None], targets, LABEL_IGNORE)
     return {

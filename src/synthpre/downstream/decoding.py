@@ -50,7 +50,7 @@ def decode(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    encoded = [tokenizer.encode(t)[: options.max_input_len - 1] + [EOS_ID] for t in texts]
+    encoded = [[*tokenizer.encode(t)[: options.max_input_len - 1], EOS_ID] for t in texts]
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     outputs: list[list[str]] = [[] for _ in texts]
     starts = range(0, len(order), options.batch_size)
@@ -88,12 +88,15 @@ def predict_and_score(
     options: DecodeOptions,
 ) -> tuple[list[dict], dict[str, float]]:
     """Prediction records (id, input, prediction, references[, candidates]) and the task's metrics."""
-    candidates = [[task.postprocess(c) for c in cands] for cands in decode(model, tokenizer, [e.input for e in examples], options)]
+    candidates = [
+        [task.postprocess(c) for c in cands]
+        for cands in decode(model, tokenizer, [e.input for e in examples], options)
+    ]
     predictions = [cands[0] for cands in candidates]
     references = [e.references for e in examples]
     scores = task.score(predictions, references, candidates if options.beams > 1 else None)
     records = []
-    for e, cands in zip(examples, candidates):
+    for e, cands in zip(examples, candidates, strict=True):
         record = {"id": e.id, "prediction": cands[0], "references": list(e.references)}
         if options.beams > 1:
             record["candidates"] = cands
@@ -114,14 +117,16 @@ def read_predictions(path: Path, examples: Sequence[TextExample]) -> list[str]:
         predictions.append(record["prediction"])
         ids.append(record.get("id"))
     check_aligned(predictions, examples, str(path))
-    for number, (got, e) in enumerate(zip(ids, examples), start=1):
+    for number, (got, e) in enumerate(zip(ids, examples, strict=True), start=1):
         if got is not None and str(got) != e.id:
-            raise UserError(f"{path}:{number}: id {got!r} but example {number} of the split is {e.id!r}: not aligned")
+            raise UserError(
+                f"{path}:{number}: id {got!r} but example {number} of the split is {e.id!r}: not aligned"
+            )
     return predictions
 
 
 def write_outputs(folder: Path, records: list[dict] | None, metrics: dict) -> Path:
-    """``predictions.jsonl`` (when given) and ``metrics.json`` into ``folder``, replaced whole or not at all."""
+    """``predictions.jsonl`` (if given) and ``metrics.json`` into ``folder``, replaced whole or not at all."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     if records is not None:

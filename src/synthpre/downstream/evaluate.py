@@ -50,14 +50,24 @@ def evaluate_run(
     meta = {"task": task.name, "split": split, "num_examples": len(examples)}
     if predictions is not None:
         scores = task.score(read_predictions(predictions, examples), references, None)
-        write_outputs(out.with_name(out.name + "-rescored"), None, {**meta, "predictions": str(predictions), **scores})
+        write_outputs(
+            out.with_name(out.name + "-rescored"), None, {**meta, "predictions": str(predictions), **scores}
+        )
         return scores
     checkpoint = folder / results["selected"]["checkpoint"] / "model"
     tokenizer = load_run_tokenizer(folder / TOKENIZER_DIR)
     model = load_model(checkpoint)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    options = DecodeOptions(config.max_input_len, config.max_decode_len, beams, batch_size or config.batch_size, progress)
+    options = DecodeOptions(
+        config.max_input_len, config.max_decode_len, beams, batch_size or config.batch_size, progress
+    )
     records, scores = predict_and_score(task, model, tokenizer, examples, options)
-    metrics = {**meta, "checkpoint": str(checkpoint), "beams": beams, "max_decode_len": config.max_decode_len, **scores}
+    metrics = {
+        **meta,
+        "checkpoint": str(checkpoint),
+        "beams": beams,
+        "max_decode_len": config.max_decode_len,
+        **scores,
+    }
     write_outputs(out, records, metrics)
     return metrics

@@ -32,6 +32,7 @@ from synthpre.downstream.tokenizer import (
     CharTokenizer,
     TextTokenizer,
     load_pretrained_tokenizer,
+    load_run_tokenizer,
     train_sentencepiece,
 )
 from synthpre.errors import UserError
@@ -90,7 +91,9 @@ class FinetuneConfig(BaseModel):
                 "max_input_len": self.max_input_len or d.max_input_len,
                 "max_target_len": self.max_target_len or d.max_target_len,
                 "max_decode_len": self.max_decode_len or d.max_decode_len,
-                "eval_decode": self.eval_decode if self.eval_decode is not None else (10**9 if decode_all else 0),
+                "eval_decode": self.eval_decode
+                if self.eval_decode is not None
+                else (10**9 if decode_all else 0),
             }
         )
 
@@ -108,8 +111,12 @@ def read_split(task: DownstreamTask, config: FinetuneConfig, split: str) -> list
         ]
     if split == "train" and config.train_size is not None:
         if config.train_size > len(examples):
-            raise UserError(f"--train-size {config.train_size}: the training split has only {len(examples)} examples")
-        rows = np.sort(np.random.default_rng(TRAIN_SUBSET_SEED).permutation(len(examples))[: config.train_size])
+            raise UserError(
+                f"--train-size {config.train_size}: the training split has only {len(examples)} examples"
+            )
+        rows = np.sort(
+            np.random.default_rng(TRAIN_SUBSET_SEED).permutation(len(examples))[: config.train_size]
+        )
         examples = [examples[r] for r in rows]
     if split == "validation" and config.val_size is not None:
         examples = examples[: config.val_size]
@@ -118,7 +125,8 @@ def read_split(task: DownstreamTask, config: FinetuneConfig, split: str) -> list
 
 def to_examples(examples: list[TextExample], tokenizer: TextTokenizer) -> Examples:
     return Examples.from_lists(
-        tokenizer.encode_many([e.input for e in examples]), tokenizer.encode_many([e.target for e in examples])
+        tokenizer.encode_many([e.input for e in examples]),
+        tokenizer.encode_many([e.target for e in examples]),
     )
 
 
@@ -189,10 +197,14 @@ def train_config(config: FinetuneConfig, run_dir: Path, num_val: int) -> Any:
     )  # fmt: skip
 
 
-def generation_hook(task: DownstreamTask, config: FinetuneConfig, tokenizer: TextTokenizer, val: list[TextExample]):
+def generation_hook(
+    task: DownstreamTask, config: FinetuneConfig, tokenizer: TextTokenizer, val: list[TextExample]
+):
     """The engine's ``extra_eval``: greedy-decode validation examples, return ``val_<metric>`` scores."""
     chosen = val[: config.eval_decode]
-    options = DecodeOptions(config.max_input_len, config.max_decode_len, beams=1, batch_size=config.batch_size)
+    options = DecodeOptions(
+        config.max_input_len, config.max_decode_len, beams=1, batch_size=config.batch_size
+    )
 
     def hook(model: torch.nn.Module, step: int) -> dict[str, float]:
         if not chosen:
@@ -235,13 +247,18 @@ def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     train_examples = read_split(task, config, "train")
     val_examples = read_split(task, config, "validation")
     run_dir = Path(config.out_dir)
-    tokenizer = choose_tokenizer(config, train_examples)
+    saved = run_dir / TOKENIZER_DIR
+    tokenizer = (
+        load_run_tokenizer(saved) if resume and saved.is_dir() else choose_tokenizer(config, train_examples)
+    )
     model = initial_model(config, tokenizer)
     train_source = DatasetSource(to_examples(train_examples, tokenizer), name=f"{task.name}/train")
     val_source = DatasetSource(to_examples(val_examples, tokenizer), name=f"{task.name}/validation")
     engine_config = train_config(config, run_dir, len(val_examples))
     extra = {"finetune": config.model_dump()}
-    check_run_dir(run_dir, full_config(engine_config, model, train_source, val_source, extra), resume, overwrite)
+    check_run_dir(
+        run_dir, full_config(engine_config, model, train_source, val_source, extra), resume, overwrite
+    )
     tokenizer.save(run_dir / TOKENIZER_DIR)
     result = train(
         engine_config, model, train_source, val_source, resume=resume, overwrite=overwrite,
@@ -271,13 +288,20 @@ def finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool = Fal
     run_dir = Path(config.out_dir)
     runs = []
     for lr in config.lr_sweep:
-        sub = config.model_copy(update={"learning_rate": lr, "lr_sweep": None, "out_dir": str(run_dir / f"lr_{lr:g}")})
+        sub = config.model_copy(
+            update={"learning_rate": lr, "lr_sweep": None, "out_dir": str(run_dir / f"lr_{lr:g}")}
+        )
         runs.append({"learning_rate": lr, "run": f"lr_{lr:g}", **finetune_one(sub, resume, overwrite)})
     task = get_downstream_task(config.task)
-    key = f"val_{task.headline_metric}" if task.defaults.selection == BEST_VAL_METRIC else "val_token_accuracy"
+    key = (
+        f"val_{task.headline_metric}" if task.defaults.selection == BEST_VAL_METRIC else "val_token_accuracy"
+    )
     best = max(runs, key=lambda r: r["selected"].get(key, float("-inf")))
-    results = {**best, "sweep": [{k: r[k] for k in ("learning_rate", "run", "selected")} for r in runs],
-               "lr_rule": f"App. D.3: the learning rate whose selected checkpoint has the best {key}"}  # fmt: skip
+    results = {
+        **best,
+        "sweep": [{k: r[k] for k in ("learning_rate", "run", "selected")} for r in runs],
+        "lr_rule": f"App. D.3: the learning rate whose selected checkpoint has the best {key}",
+    }
     (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -291,4 +315,3 @@ def run_folder(run: Path) -> tuple[Path, dict]:
     if "run" in results:
         return run / results["run"], results
     return run, results
-

@@ -31,7 +31,9 @@ def check_aligned(predictions: Sequence[object], references: Sequence[object], w
 
 def exact_match(predictions: Sequence[str], references: References) -> float:
     """Raw string equality (after stripping outer whitespace), max over references."""
-    hits = sum(any(p.strip() == r.strip() for r in refs) for p, refs in zip(predictions, references))
+    hits = sum(
+        any(p.strip() == r.strip() for r in refs) for p, refs in zip(predictions, references, strict=True)
+    )
     return 100.0 * hits / len(predictions)
 
 
@@ -46,7 +48,9 @@ def _f1(prediction_tokens: list[str], reference_tokens: list[str]) -> float:
 
 def token_f1(predictions: Sequence[str], references: References) -> float:
     """Whitespace-token F1 without normalization (the authors' semantic-parsing metric), max over refs."""
-    scores = [max(_f1(p.split(), r.split()) for r in refs) for p, refs in zip(predictions, references)]
+    scores = [
+        max(_f1(p.split(), r.split()) for r in refs) for p, refs in zip(predictions, references, strict=True)
+    ]
     return 100.0 * sum(scores) / len(scores)
 
 
@@ -64,7 +68,7 @@ def squad_normalize(text: str) -> str:
 def squad_scores(predictions: Sequence[str], references: References) -> dict[str, float]:
     """SQuAD v1.1 exact match and F1 over normalized answers, each the max over the references."""
     em = f1 = 0.0
-    for prediction, refs in zip(predictions, references):
+    for prediction, refs in zip(predictions, references, strict=True):
         p = squad_normalize(prediction)
         em += max(float(p == squad_normalize(r)) for r in refs)
         f1 += max(_f1(p.split(), squad_normalize(r).split()) for r in refs)
@@ -87,7 +91,7 @@ def rouge(predictions: Sequence[str], references: References) -> dict[str, float
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=False)
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
-    for prediction, refs in zip(predictions, references):
+    for prediction, refs in zip(predictions, references, strict=True):
         scores = [scorer.score(rouge_sentences(r), rouge_sentences(prediction)) for r in refs]
         for key in ROUGE_TYPES:
             totals[key] += max(s[key].fmeasure for s in scores)
@@ -123,11 +127,16 @@ def smiles_scores(
     """Canonical-SMILES top-1 accuracy, validity, and top-k accuracy when a beam gave k candidates."""
     n = len(predictions)
     scores = {
-        "canonical_top1": 100.0 * sum(_same_molecule(p, refs[0]) for p, refs in zip(predictions, references)) / n,
+        "canonical_top1": 100.0
+        * sum(_same_molecule(p, refs[0]) for p, refs in zip(predictions, references, strict=True))
+        / n,
         "valid_smiles": 100.0 * sum(canonical_smiles(p) is not None for p in predictions) / n,
     }
     if candidates is not None and min(len(c) for c in candidates) > 1:
         k = min(len(c) for c in candidates)
-        hits = sum(any(_same_molecule(c, refs[0]) for c in cands[:k]) for cands, refs in zip(candidates, references))
+        hits = sum(
+            any(_same_molecule(c, refs[0]) for c in cands[:k])
+            for cands, refs in zip(candidates, references, strict=True)
+        )
         scores[f"canonical_top{k}"] = 100.0 * hits / n
     return scores

@@ -105,7 +105,7 @@ def nci_smiles_file() -> Path:
 @lru_cache(maxsize=1)
 def smiles_examples() -> dict[str, list[TextExample]]:
     """Molecules with canonical SMILES <= 60 characters, split by molecule (ranked by a hash of the
-    canonical SMILES: 500 test, 500 validation, the rest train), 10 randomized inputs per training molecule."""
+    canonical SMILES: 500 test, 500 validation, the rest train), 10 randomized inputs per train molecule."""
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
@@ -117,7 +117,10 @@ def smiles_examples() -> dict[str, list[TextExample]]:
             if len(canonical) <= MAX_CANONICAL_CHARS:
                 molecules.setdefault(canonical, mol)
     ranked = sorted(molecules, key=lambda s: (zlib.crc32(s.encode()), s))
-    held_out = {"test": ranked[:HELD_OUT_MOLECULES], "validation": ranked[HELD_OUT_MOLECULES : 2 * HELD_OUT_MOLECULES]}
+    held_out = {
+        "test": ranked[:HELD_OUT_MOLECULES],
+        "validation": ranked[HELD_OUT_MOLECULES : 2 * HELD_OUT_MOLECULES],
+    }
     held_out["train"] = ranked[2 * HELD_OUT_MOLECULES :]
     splits: dict[str, list[TextExample]] = {}
     for split, canonicals in held_out.items():

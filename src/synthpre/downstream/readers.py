@@ -83,7 +83,9 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, object]]:
         try:
             yield f"{path}:{number}", json.loads(line)
         except json.JSONDecodeError as error:
-            raise UserError(f"{path}:{number}: not a JSON object line ({error.msg} at column {error.colno})") from None
+            raise UserError(
+                f"{path}:{number}: not a JSON object line ({error.msg} at column {error.colno})"
+            ) from None
 
 
 def iter_csv_rows(path: Path, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
@@ -94,11 +96,15 @@ def iter_csv_rows(path: Path, fields: Sequence[str]) -> Iterator[tuple[str, dict
         header = reader.fieldnames or []
         missing = [f for f in fields if f not in header]
         if missing:
-            raise UserError(f"{path}:1: header lacks column(s) {', '.join(map(repr, missing))}; it has {header}")
+            raise UserError(
+                f"{path}:1: header lacks column(s) {', '.join(map(repr, missing))}; it has {header}"
+            )
         for row in reader:
             where = f"{path}:{reader.line_num}"
             if None in row or any(row[f] is None for f in fields):
-                raise UserError(f"{where}: expected {len(header)} columns ({', '.join(header)}), got another count")
+                raise UserError(
+                    f"{where}: expected {len(header)} columns ({', '.join(header)}), got another count"
+                )
             yield where, row
 
 
@@ -117,7 +123,9 @@ def read_cnndm(path: Path, split: str, limit: int | None) -> list[TextExample]:
     for k, (_, record) in enumerate(records):
         if limit is not None and k >= limit:
             break
-        examples.append(example(str(record.get("id") or k), "summarize: " + record["article"], record["highlights"]))
+        examples.append(
+            example(str(record.get("id") or k), "summarize: " + record["article"], record["highlights"])
+        )
     return require_examples(examples, path, split)
 
 
@@ -153,8 +161,12 @@ def read_squad(path: Path, split: str) -> list[TextExample]:
                 qa_where = f"{where}.qas[{q}]"
                 require_fields(qa, ("id", "question"), qa_where)
                 answers = qa.get("answers")
-                if not answers or not all(isinstance(x, dict) and isinstance(x.get("text"), str) for x in answers):
-                    raise UserError(f"{qa_where}: missing field 'answers' (a non-empty list of {{'text': ...}})")
+                if not answers or not all(
+                    isinstance(x, dict) and isinstance(x.get("text"), str) for x in answers
+                ):
+                    raise UserError(
+                        f"{qa_where}: missing field 'answers' (a non-empty list of {{'text': ...}})"
+                    )
                 texts = tuple(x["text"] for x in answers)
                 model_input = f"question: {qa['question']} context: {paragraph['context']}"
                 examples.append(TextExample(qa["id"], model_input, texts[0], texts))
@@ -168,12 +180,16 @@ def read_line_aligned(source: Path, target: Path, split: str) -> list[TextExampl
     targets = target.read_text(encoding="utf-8").splitlines()
     if len(sources) != len(targets):
         raise UserError(
-            f"{source} has {len(sources)} lines but {target} has {len(targets)}: the files must be line-aligned"
+            f"{source} has {len(sources)} lines but {target} has {len(targets)}: they must be line-aligned"
         )
-    for number, (s, t) in enumerate(zip(sources, targets), start=1):
+    for number, (s, t) in enumerate(zip(sources, targets, strict=True), start=1):
         if not s.strip() or not t.strip():
-            raise UserError(f"{source if not s.strip() else target}:{number}: empty line in a line-aligned file")
-    examples = [example(str(k), s.strip(), t.strip()) for k, (s, t) in enumerate(zip(sources, targets))]
+            raise UserError(
+                f"{source if not s.strip() else target}:{number}: empty line in a line-aligned file"
+            )
+    examples = [
+        example(str(k), s.strip(), t.strip()) for k, (s, t) in enumerate(zip(sources, targets, strict=True))
+    ]
     return require_examples(examples, source, split)
 
 
@@ -203,7 +219,9 @@ def read_uspto(path: Path, split: str) -> list[TextExample]:
         header = next(csv.reader(handle), [])
     column = next((c for c in REACTION_COLUMNS if c in header), None)
     if column is None:
-        raise UserError(f"{path}:1: no reaction column; expected one of {list(REACTION_COLUMNS)}, got {header}")
+        raise UserError(
+            f"{path}:1: no reaction column; expected one of {list(REACTION_COLUMNS)}, got {header}"
+        )
     examples = []
     for where, row in iter_csv_rows(path, (column,)):
         parts = row[column].split(">")

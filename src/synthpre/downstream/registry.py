@@ -75,8 +75,12 @@ def _read_code_translation(data: Path | None, split: str) -> list[TextExample]:
     return readers.read_line_aligned(java, cs, split)
 
 
-def _with_names(split_names: dict[str, tuple[str, ...]], extensions: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    return {split: tuple(f"{n}.{e}" for n in names for e in extensions) for split, names in split_names.items()}
+def _with_names(
+    split_names: dict[str, tuple[str, ...]], extensions: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    return {
+        split: tuple(f"{n}.{e}" for n in names for e in extensions) for split, names in split_names.items()
+    }
 
 
 def _exact_and_f1(predictions, references, candidates=None) -> dict[str, float]:
@@ -96,11 +100,17 @@ def _code(predictions, references, candidates=None) -> dict[str, float]:
 
 
 def _smiles(predictions, references, candidates=None) -> dict[str, float]:
-    return {"em": m.exact_match(predictions, references), **m.smiles_scores(predictions, references, candidates)}
+    return {
+        "em": m.exact_match(predictions, references),
+        **m.smiles_scores(predictions, references, candidates),
+    }
 
 
 def _summary(predictions, references, candidates=None) -> dict[str, float]:
-    return {"rouge1": m.rouge(predictions, references)["rouge1"], "em": m.exact_match(predictions, references)}
+    return {
+        "rouge1": m.rouge(predictions, references)["rouge1"],
+        "em": m.exact_match(predictions, references),
+    }
 
 
 _SKG_SPLITS = {"train": ("train",), "validation": ("dev", "validation", "valid"), "test": ("test",)}
@@ -136,7 +146,8 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
         ),
         DownstreamTask(
             "code_translation", "CodeXGLUE Java -> C# (line-aligned .java / .cs files)",
-            _read_code_translation, _code, "em", FinetuneDefaults(3e-3, 1024, 1024, 32, 150_000, 10_000, 1024),
+            _read_code_translation, _code, "em",
+            FinetuneDefaults(3e-3, 1024, 1024, 32, 150_000, 10_000, 1024),
         ),
         DownstreamTask(
             "retrosynthesis", "USPTO-50K single-step retrosynthesis: product -> reactants (CSV)",

@@ -127,13 +127,19 @@ def load_pretrained_tokenizer(folder: Path) -> PretrainedTokenizer:
         if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         elif (folder / "spiece.model").exists():
-            tokenizer = T5Tokenizer.from_pretrained(str(folder), extra_ids=T5_EXTRA_IDS, local_files_only=True)
+            tokenizer = T5Tokenizer.from_pretrained(
+                str(folder), extra_ids=T5_EXTRA_IDS, local_files_only=True
+            )
         else:
-            raise UserError(f"--tokenizer {folder}: no tokenizer.json, tokenizer_config.json or spiece.model in it")
+            raise UserError(
+                f"--tokenizer {folder}: no tokenizer.json, tokenizer_config.json or spiece.model in it"
+            )
     except UserError:
         raise
     except Exception as error:  # transformers raises many kinds for a broken folder
-        raise UserError(f"--tokenizer {folder}: does not load as a tokenizer ({type(error).__name__}: {error})") from None
+        raise UserError(
+            f"--tokenizer {folder}: does not load as a tokenizer ({type(error).__name__}: {error})"
+        ) from None
     if tokenizer.pad_token_id != PAD_ID or tokenizer.eos_token_id != EOS_ID:
         raise UserError(
             f"--tokenizer {folder}: pad id {tokenizer.pad_token_id}, eos id {tokenizer.eos_token_id}; "

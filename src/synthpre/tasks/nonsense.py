@@ -32,6 +32,7 @@ Unit = tuple[str, ...]
 Sentence = list[Unit]
 Document = list[Sentence]
 Summary = list[list[str]]
+Words = tuple[str, ...]
 
 BULLET, QUOTE, COLON, COMMA, PERIOD = "*", '"', ":", ",", "."
 THRESHOLD = 50
@@ -61,12 +62,12 @@ def plant_in_random_sentence(doc: Document, unit: Unit, rng: random.Random) -> N
     insert(doc[rng.choice(plain_sentences(doc))], unit, rng)
 
 
-def containing(doc: Document, words: tuple[str, ...]) -> list[int]:
+def containing(doc: Document, words: Words) -> list[int]:
     units = {(w,) for w in words}
     return [i for i, s in enumerate(doc) if any(u in units for u in s)]
 
 
-def without(sentence: Sentence, words: tuple[str, ...]) -> list[str]:
+def without(sentence: Sentence, words: Words) -> list[str]:
     units = {(w,) for w in words}
     return flat([u for u in sentence if u not in units])
 
@@ -79,14 +80,12 @@ def marked_numbers(doc: Document, marker: str) -> list[int]:
 # plant(doc, rng, keywords, filler) mutates the document; summarize(doc, keywords) -> its summary part.
 
 
-def plant_one_keyword(
-    doc: Document, rng: random.Random, keywords: tuple[str, ...], filler: tuple[str, ...]
-) -> None:
+def plant_one_keyword(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Copy keyword sentence: one keyword in one sentence."""
     plant_in_random_sentence(doc, (rng.choice(keywords),), rng)
 
 
-def plant_keywords_in_several(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_keywords_in_several(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Copy keyword sentences: a keyword (distinct ones) in each of 2..4 distinct sentences."""
     plain = plain_sentences(doc)
     chosen = rng.sample(plain, min(len(plain), rng.randint(2, 4)))
@@ -94,19 +93,19 @@ def plant_keywords_in_several(doc: Document, rng: random.Random, keywords: tuple
         insert(doc[i], (word,), rng)
 
 
-def copy_keyword_sentences(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def copy_keyword_sentences(doc: Document, keywords: Words) -> Summary:
     """Every sentence holding a keyword, verbatim, in document order."""
     return [flat(doc[i]) for i in containing(doc, keywords)]
 
 
-def copy_keyword_sentences_sorted(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def copy_keyword_sentences_sorted(doc: Document, keywords: Words) -> Summary:
     """Every sentence holding a keyword, ordered by its keyword's rank in the (fixed) keyword list."""
     rank = {(w,): k for k, w in enumerate(keywords)}
     keyed = [(min(rank[u] for u in doc[i] if u in rank), i) for i in containing(doc, keywords)]
     return [flat(doc[i]) for _, i in sorted(keyed)]
 
 
-def plant_quote(doc: Document, rng: random.Random, keywords, filler) -> None:
+def plant_quote(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Copy quoted: quote marks around 2..6 consecutive units of one sentence."""
     sentence = doc[rng.choice(plain_sentences(doc))]
     length = rng.randint(min(2, len(sentence)), min(6, len(sentence)))
@@ -115,7 +114,7 @@ def plant_quote(doc: Document, rng: random.Random, keywords, filler) -> None:
     sentence.insert(start, (QUOTE,))
 
 
-def copy_quoted(doc: Document, keywords) -> Summary:
+def copy_quoted(doc: Document, keywords: Words) -> Summary:
     """The text between the quote marks."""
     for sentence in doc:
         marks = [k for k, u in enumerate(sentence) if u == (QUOTE,)]
@@ -124,7 +123,7 @@ def copy_quoted(doc: Document, keywords) -> Summary:
     return []
 
 
-def plant_bullets(doc: Document, rng: random.Random, keywords, filler: tuple[str, ...]) -> None:
+def plant_bullets(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Copy bulleted: a list of 2..4 bullet items (3..6 words each) between two sentences."""
     items = [
         [(BULLET,)] + [(w,) for w in rng.choices(filler, k=rng.randint(3, 6))]
@@ -134,7 +133,7 @@ def plant_bullets(doc: Document, rng: random.Random, keywords, filler: tuple[str
     doc[at:at] = items
 
 
-def copy_bulleted(doc: Document, keywords) -> Summary:
+def copy_bulleted(doc: Document, keywords: Words) -> Summary:
     """Each bullet item without its bullet."""
     return [flat(s[1:]) for s in doc if is_bullet(s)]
 
@@ -142,13 +141,13 @@ def copy_bulleted(doc: Document, keywords) -> Summary:
 CLASS_SIZE = 5  # keywords[c * 5] names class c; keywords[c * 5 + 1 : c * 5 + 5] are its members
 
 
-def plant_class_member(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_class_member(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Classify keyword: one member of one of the classes somewhere."""
     members = [w for k, w in enumerate(keywords) if k % CLASS_SIZE]
     plant_in_random_sentence(doc, (rng.choice(members),), rng)
 
 
-def classify_keyword(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def classify_keyword(doc: Document, keywords: Words) -> Summary:
     """The name of the class of the member that occurs."""
     for k, word in enumerate(keywords):
         if k % CLASS_SIZE and containing(doc, (word,)):
@@ -156,7 +155,7 @@ def classify_keyword(doc: Document, keywords: tuple[str, ...]) -> Summary:
     return []
 
 
-def plant_majority(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_majority(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Majority keyword: one keyword 2..4 times, each other one fewer times (possibly never)."""
     winner, top = rng.randrange(len(keywords)), rng.randint(2, 4)
     for k, word in enumerate(keywords):
@@ -164,20 +163,20 @@ def plant_majority(doc: Document, rng: random.Random, keywords: tuple[str, ...],
             plant_in_random_sentence(doc, (word,), rng)
 
 
-def majority_keyword(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def majority_keyword(doc: Document, keywords: Words) -> Summary:
     """The keyword that occurs most often."""
     counts = {w: sum(u == (w,) for s in doc for u in s) for w in keywords}
     return [[max(keywords, key=lambda w: counts[w])]]
 
 
-def plant_topics(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_topics(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Topic segregation: 2..5 sentences each start with one of the topic words."""
     plain = plain_sentences(doc)
     for i in rng.sample(plain, min(len(plain), rng.randint(2, 5))):
         doc[i].insert(0, (rng.choice(keywords),))
 
 
-def segregate_topics(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def segregate_topics(doc: Document, keywords: Words) -> Summary:
     """Per topic (in keyword order): ``topic :`` and its sentences without the topic word, ``,``-joined."""
     summary = []
     for topic in keywords:
@@ -188,7 +187,7 @@ def segregate_topics(doc: Document, keywords: tuple[str, ...]) -> Summary:
     return summary
 
 
-def plant_numbers(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_numbers(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Number threshold / largest number: 3..6 distinct numbers 0..99, each after the rule's marker;
     at least one is above the threshold."""
     above = rng.randint(THRESHOLD + 1, 99)
@@ -197,17 +196,17 @@ def plant_numbers(doc: Document, rng: random.Random, keywords: tuple[str, ...], 
         plant_in_random_sentence(doc, (keywords[0], str(number)), rng)
 
 
-def numbers_above_threshold(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def numbers_above_threshold(doc: Document, keywords: Words) -> Summary:
     """The marked numbers above 50, in document order."""
     return [[str(n) for n in marked_numbers(doc, keywords[0]) if n > THRESHOLD]]
 
 
-def largest_number(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def largest_number(doc: Document, keywords: Words) -> Summary:
     """The largest marked number."""
     return [[str(max(marked_numbers(doc, keywords[0])))]]
 
 
-def plant_paraphrase_words(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_paraphrase_words(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Paraphrase: 1..3 words of the paraphrase table's left column in one sentence."""
     sentence = doc[rng.choice(plain_sentences(doc))]
     left = keywords[: len(keywords) // 2]
@@ -215,20 +214,20 @@ def plant_paraphrase_words(doc: Document, rng: random.Random, keywords: tuple[st
         insert(sentence, (word,), rng)
 
 
-def paraphrase(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def paraphrase(doc: Document, keywords: Words) -> Summary:
     """That sentence with each left-column word replaced by its right-column partner."""
     half = len(keywords) // 2
     table = dict(zip(keywords[:half], keywords[half:], strict=True))
     return [[table.get(t, t) for t in flat(doc[i])] for i in containing(doc, keywords[:half])]
 
 
-def plant_join_marker(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_join_marker(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Join clauses: the join marker ends a sentence that has a next sentence."""
     candidates = [i for i in plain_sentences(doc) if i + 1 < len(doc)]
     doc[rng.choice(candidates)].append((keywords[0],))
 
 
-def join_clauses(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def join_clauses(doc: Document, keywords: Words) -> Summary:
     """The marked sentence (marker dropped), the conjunction ``keywords[1]``, then the next sentence."""
     return [
         [*without(doc[i], keywords[:1]), keywords[1], *flat(doc[i + 1])]
@@ -236,13 +235,13 @@ def join_clauses(doc: Document, keywords: tuple[str, ...]) -> Summary:
     ]
 
 
-def plant_conjunction(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_conjunction(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Break clauses: a conjunction inside a sentence (at least 2 units on each side)."""
     sentence = doc[rng.choice([i for i in plain_sentences(doc) if len(doc[i]) >= 4])]
     sentence.insert(rng.randint(2, len(sentence) - 2), (keywords[0],))
 
 
-def break_clauses(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def break_clauses(doc: Document, keywords: Words) -> Summary:
     """The sentence split into two sentences at the conjunction, which is dropped."""
     summary = []
     for i in containing(doc, keywords):
@@ -251,13 +250,13 @@ def break_clauses(doc: Document, keywords: tuple[str, ...]) -> Summary:
     return summary
 
 
-def plant_truncation(doc: Document, rng: random.Random, keywords: tuple[str, ...], filler) -> None:
+def plant_truncation(doc: Document, rng: random.Random, keywords: Words, filler: Words) -> None:
     """Truncate sentence: the truncation word after at least 2 units of a sentence."""
     sentence = doc[rng.choice([i for i in plain_sentences(doc) if len(doc[i]) >= 2])]
     insert(sentence, (keywords[0],), rng, first=2)
 
 
-def truncate_sentence(doc: Document, keywords: tuple[str, ...]) -> Summary:
+def truncate_sentence(doc: Document, keywords: Words) -> Summary:
     """The sentence up to (not including) the truncation word."""
     return [flat(doc[i][: doc[i].index((keywords[0],))]) for i in containing(doc, keywords)]
 
@@ -266,8 +265,8 @@ def truncate_sentence(doc: Document, keywords: tuple[str, ...]) -> Summary:
 class Rule:
     name: str
     num_keywords: int
-    plant: Callable[[Document, random.Random, tuple[str, ...], tuple[str, ...]], None]
-    summarize: Callable[[Document, tuple[str, ...]], Summary]
+    plant: Callable[[Document, random.Random, Words, Words], None]
+    summarize: Callable[[Document, Words], Summary]
 
 
 RULES: tuple[Rule, ...] = (
@@ -332,9 +331,9 @@ class NonsenseParams:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    words: tuple[str, ...]
-    keywords: dict[str, tuple[str, ...]]  # rule name -> its reserved words
-    filler: tuple[str, ...]
+    words: Words
+    keywords: dict[str, Words]  # rule name -> its reserved words
+    filler: Words
     spelling: dict[str, tuple[int, ...]]  # word or symbol -> content ids; numbers are spelled by digits
 
 

@@ -149,8 +149,9 @@ def _row_ids(lengths: np.ndarray) -> np.ndarray:
 
 
 def _below(rng: np.random.Generator, high: np.ndarray) -> np.ndarray:
-    """One integer uniform in ``[0, high[i])`` per element (float draw, bias below 2**-50)."""
-    return np.minimum((rng.random(len(high)) * high).astype(np.int64), high - 1)
+    """One integer uniform in ``[0, high[i])`` per element: ``floor(u * high)`` with a 53-bit float
+    ``u < 1`` (bias below 2**-40 for any high < 2**13; the product never rounds up to ``high``)."""
+    return (rng.random(len(high)) * high).astype(np.int64)
 
 
 def _where(flags: np.ndarray) -> np.ndarray:
@@ -159,10 +160,11 @@ def _where(flags: np.ndarray) -> np.ndarray:
 
 
 def _row_counts(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """How many flags are set in each row."""
-    running = np.zeros(len(flags) + 1, dtype=np.int64)
-    np.cumsum(flags, dtype=np.int64, out=running[1:])
-    return running[offsets[1:]] - running[offsets[:-1]]
+    """How many flags are set in each row (``reduceat``: far cheaper than a cumsum of booleans)."""
+    padded = np.append(flags, False)  # every row start is then a valid index, even for empty rows
+    counts = np.add.reduceat(padded, offsets[:-1], dtype=np.int64)
+    counts[offsets[1:] == offsets[:-1]] = 0  # reduceat gives one element for an empty row
+    return counts
 
 
 def _bits(value: int) -> int:
@@ -207,13 +209,12 @@ def _random_size_subsets(
     ``q ~ U(0, 1)``, which makes the size uniform on ``0..n`` (Beta-Binomial), and rows whose size falls
     outside the range are drawn again."""
     offsets = offsets_from_lengths(lengths)
-    flags = np.empty(offsets[-1], dtype=bool)
-    sizes = np.empty(len(lengths), dtype=np.int64)
-    rows = np.arange(len(lengths))
+    flags = rng.random(offsets[-1]) < np.repeat(rng.random(len(lengths)), lengths)
+    sizes = _row_counts(flags, offsets)
+    rows = np.flatnonzero((sizes < smallest) | (sizes > largest))
     while len(rows):
         gather, sub_offsets = ragged_gather_index(offsets, rows)
-        sub_rows = _row_ids(np.diff(sub_offsets))
-        drawn = rng.random(len(gather)) < rng.random(len(rows))[sub_rows]
+        drawn = rng.random(len(gather)) < np.repeat(rng.random(len(rows)), np.diff(sub_offsets))
         flags[gather] = drawn
         sizes[rows] = _row_counts(drawn, sub_offsets)
         rows = rows[(sizes[rows] < smallest[rows]) | (sizes[rows] > largest[rows])]
@@ -234,36 +235,38 @@ def _with_row_starts(cuts: np.ndarray, totals: np.ndarray) -> np.ndarray:
 
 
 def _shuffled_multiset(rng: np.random.Generator, guaranteed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Labels (flat, ``0..t-1`` per row) of a uniformly arranged multiset whose label counts are a
-    uniform composition of the row length into ``t`` parts, ``t`` = number of ``guaranteed`` flags.
+    """Labels of a uniformly arranged multiset whose label counts are a uniform composition of the
+    row length into ``t`` parts, ``t`` = the row's number of ``guaranteed`` flags.  Labels are
+    global: row ``r`` uses ``T[r] .. T[r] + t[r] - 1`` with ``T`` the offsets of ``t``.
 
-    Sort-free: the guaranteed positions (a uniform t-subset) carry labels ``0..t-1``; the others are
-    filled by a Polya urn (Dirichlet-multinomial with alpha = 1: the i-th filler copies a uniform
+    Sort-free: the guaranteed positions (a uniform t-subset) carry the labels in order; the others
+    are filled by a Polya urn (Dirichlet-multinomial with alpha = 1: the i-th filler copies a uniform
     one of the ``t + i`` earlier balls, resolved by pointer jumping).  The fill counts are then
     uniform over weak compositions and, given the counts, every arrangement is equally likely; with
     one guaranteed copy per label this makes the counts uniform over compositions (issue 2) and the
     arrangement uniform, because tokens are assigned to labels at random.
     """
     offsets = offsets_from_lengths(lengths)
-    rows = _row_ids(lengths)
     distinct = _row_counts(guaranteed, offsets)
+    label_offsets = offsets_from_lengths(distinct)
     fill, kept = _where(~guaranteed), _where(guaranteed)
-    fill_rows = rows[fill]
-    fill_offsets = offsets_from_lengths(lengths - distinct)
-    fill_index = np.arange(len(fill_rows)) - fill_offsets[fill_rows]
-    ball = _below(rng, distinct[fill_rows] + fill_index)
-    is_root = ball < distinct[fill_rows]
-    pointer = np.where(
-        is_root, np.arange(len(fill_rows)), fill_offsets[fill_rows] + ball - distinct[fill_rows]
-    )
+    fill_lengths = lengths - distinct
+    fill_rows = _row_ids(fill_lengths)
+    fill_offsets = offsets_from_lengths(fill_lengths)
+    row_distinct = distinct[fill_rows]
+    ball = _below(rng, row_distinct + np.arange(len(fill_rows)) - fill_offsets[fill_rows])
+    is_root = ball < row_distinct
+    pointer = ball - row_distinct + fill_offsets[fill_rows]  # the earlier filler copied ...
+    roots = _where(is_root)
+    pointer[roots] = roots  # ... or itself for a root (faster than np.where on random flags)
     while True:  # pointer doubling: O(log depth) rounds over the whole block
         jumped = pointer[pointer]
         if np.array_equal(jumped, pointer):
             break
         pointer = jumped
     labels = np.empty(offsets[-1], dtype=np.int64)
-    labels[fill] = ball[pointer]
-    labels[kept] = np.arange(len(kept)) - offsets_from_lengths(distinct)[rows[kept]]
+    labels[fill] = (ball + label_offsets[fill_rows])[pointer]
+    labels[kept] = np.arange(len(kept))
     return labels
 
 
@@ -293,12 +296,12 @@ def _distinct_tokens(rng: np.random.Generator, space: TokenSpace, counts: np.nda
     """
     tokens = _tokens(rng, space, int(counts.sum()))
     offsets = offsets_from_lengths(counts)
-    rows = np.arange(len(counts))
-    while len(rows):
-        gather, sub_offsets = ragged_gather_index(offsets, rows)
-        duplicates = gather[_later_duplicates(tokens[gather], sub_offsets, space)]
+    duplicates = _later_duplicates(tokens, offsets, space)
+    while len(duplicates):
         tokens[duplicates] = _tokens(rng, space, len(duplicates))
         rows = np.unique(np.searchsorted(offsets, duplicates, side="right") - 1)
+        gather, sub_offsets = ragged_gather_index(offsets, rows)
+        duplicates = gather[_later_duplicates(tokens[gather], sub_offsets, space)]
     return tokens
 
 
@@ -314,10 +317,10 @@ def _numbers(space: TokenSpace, numbers: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _kept_or_empty(
-    values: np.ndarray, keep: np.ndarray, rows: np.ndarray, n: int, empty: int
+    values: np.ndarray, keep: np.ndarray, offsets: np.ndarray, empty: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the kept values in order; a row with none gets the single ``empty`` token."""
-    counts = np.bincount(rows, weights=keep, minlength=n).astype(np.int64)
+    counts = _row_counts(keep, offsets)
     kept = values[_where(keep)]
     empty_rows = np.flatnonzero(counts == 0)
     kept = np.insert(kept, offsets_from_lengths(counts)[empty_rows], empty).astype(np.int32)
@@ -426,7 +429,7 @@ def generate_set(params: SimpleParams, space: TokenSpace, rng: np.random.Generat
     guaranteed, distinct = _random_size_subsets(rng, lengths, np.ones(n, np.int64), lengths - 1)  # 1 <= t < l
     offsets = offsets_from_lengths(lengths)
     token_offsets = offsets_from_lengths(distinct)
-    labels = _shuffled_multiset(rng, guaranteed, lengths) + np.repeat(token_offsets[:-1], lengths)
+    labels = _shuffled_multiset(rng, guaranteed, lengths)
     inputs = _distinct_tokens(rng, space, distinct)[labels]
     return _examples(
         (inputs, offsets), (inputs[_where(_first_occurrences(labels, token_offsets[-1]))], token_offsets)
@@ -440,7 +443,8 @@ def generate_deduplicate(
     # t - 1 cuts among the l - 1 gaps, 0 <= t - 1 <= l - 2: a uniform composition with t uniform.
     cuts, num_cuts = _random_size_subsets(rng, lengths - 1, np.zeros(n, np.int64), lengths - 2)
     distinct = num_cuts + 1
-    runs = np.cumsum(_with_row_starts(cuts, lengths), dtype=np.int64) - 1
+    starts = np.flatnonzero(_with_row_starts(cuts, lengths))
+    runs = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, lengths.sum())))
     tokens = _distinct_tokens(rng, space, distinct)
     return _examples((tokens[runs], offsets_from_lengths(lengths)), (tokens, offsets_from_lengths(distinct)))
 
@@ -451,7 +455,7 @@ def generate_sort(params: SimpleParams, space: TokenSpace, rng: np.random.Genera
     first_lengths = lengths - 1 - distinct
     order_offsets = offsets_from_lengths(distinct)
     guaranteed = _fixed_size_subsets(rng, first_lengths, distinct)
-    labels = _shuffled_multiset(rng, guaranteed, first_lengths) + np.repeat(order_offsets[:-1], first_lengths)
+    labels = _shuffled_multiset(rng, guaranteed, first_lengths)
     tokens = _distinct_tokens(rng, space, distinct)
     first_offsets = offsets_from_lengths(first_lengths)
     inputs = ragged_join([(tokens[labels], first_offsets), space.arg_sep, (tokens, order_offsets)])
@@ -472,35 +476,30 @@ def _set_pair(
 ) -> Examples:
     """``l = l1 + 1 + l2`` (l1, l2 >= 1), both drawn from a pool of ``(l - 1) // 2`` distinct tokens.
 
-    ``keep(is_first, in_first_sequence, in_second_sequence)`` picks, per position of ``seq1 + seq2``,
+    ``keep(is_first, in_first_sequence, in_second_sequence)`` picks, per position of the payload,
     the tokens of the output (which keeps them in order of first occurrence).
     """
     lengths = _payload_lengths(rng, params, n)
     first_lengths = rng.integers(1, lengths - 1)
-    both_lengths = lengths - 1
-    pool_sizes = both_lengths // 2
+    pool_sizes = (lengths - 1) // 2
     pool = _distinct_tokens(rng, space, pool_sizes)
-    pool_offsets = offsets_from_lengths(pool_sizes)
-    rows = _row_ids(both_lengths)
-    pool_index = pool_offsets[rows] + _below(rng, pool_sizes[rows])
-    values = pool[pool_index]
-    both_offsets = offsets_from_lengths(both_lengths)
-    position = np.arange(len(values))
-    in_first = position - both_offsets[rows] < first_lengths[rows]
-    first_position = np.full(len(pool), len(values))
+    # Laid out as the payload: sequence 1, a separator slot, sequence 2.
+    offsets = offsets_from_lengths(lengths)
+    rows = _row_ids(lengths)
+    position = np.arange(offsets[-1])
+    in_first = position - offsets[rows] < first_lengths[rows]
+    pool_index = offsets_from_lengths(pool_sizes)[rows] + _below(rng, pool_sizes[rows])
+    separators = offsets[:-1] + first_lengths
+    pool_index[separators] = len(pool)  # a label of its own that is never output
+    first_position = np.full(len(pool) + 1, offsets[-1])
     np.minimum.at(first_position, pool_index, position)
+    first_position[-1] = -1
     is_first = first_position[pool_index] == position
-    pool_in_second = np.zeros(len(pool), dtype=bool)
+    pool_in_second = np.zeros(len(pool) + 1, dtype=bool)
     pool_in_second[pool_index[~in_first]] = True
-    inputs = ragged_join(
-        [
-            (values[in_first], offsets_from_lengths(first_lengths)),
-            space.arg_sep,
-            (values[~in_first], offsets_from_lengths(both_lengths - first_lengths)),
-        ]
-    )
+    values = np.append(pool, np.int32(space.arg_sep))[pool_index]
     kept = keep(is_first, in_first, pool_in_second[pool_index])
-    return _examples(inputs, _kept_or_empty(values, kept, rows, n, space.empty))
+    return _examples((values, offsets), _kept_or_empty(values, kept, offsets, space.empty))
 
 
 def generate_union(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
@@ -545,7 +544,9 @@ def generate_replace(params: SimpleParams, space: TokenSpace, rng: np.random.Gen
         old[pending[accepted]] = candidate[accepted]
         pending = pending[~accepted]
     new = _tokens(rng, space, n)
-    target = np.where(sequence == old[rows], new[rows], sequence)
+    target = sequence.copy()
+    replaced = _where(sequence == old[rows])
+    target[replaced] = new[rows[replaced]]
     pair = np.stack([old, new], axis=1).ravel()
     inputs = ragged_join([(sequence, offsets), space.arg_sep, (pair, np.arange(n + 1) * 2)])
     return _examples(inputs, (target, offsets))
@@ -561,7 +562,9 @@ def generate_count(params: SimpleParams, space: TokenSpace, rng: np.random.Gener
     is_counted = rng.random(len(rows)) < share[rows]
     others = rng.integers(0, space.num_content - 1, len(rows), dtype=np.int32) + space.lo
     others += others >= counted[rows]  # skip the counted token: its count is exactly c
-    sequence = np.where(is_counted, counted[rows], others).astype(np.int32)
+    sequence = others.astype(np.int32)
+    counted_positions = _where(is_counted)
+    sequence[counted_positions] = counted[rows[counted_positions]]
     inputs = ragged_join([(sequence, offsets), space.arg_sep, _single_tokens(counted)])
     return _examples(inputs, _numbers(space, _row_counts(is_counted, offsets)))
 

@@ -3,4 +3,11 @@
 from synthpre.train.checkpoints import SelectionRule, load_model_weights, newest_valid_checkpoint
 from synthpre.train.engine import TrainConfig, TrainResult, train
 
-__all__ = ["SelectionRule", "TrainConfig", "TrainResult", "load_model_weights", "newest_valid_checkpoint", "train"]
+__all__ = [
+    "SelectionRule",
+    "TrainConfig",
+    "TrainResult",
+    "load_model_weights",
+    "newest_valid_checkpoint",
+    "train",
+]

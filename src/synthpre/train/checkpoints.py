@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -80,9 +81,19 @@ def begin_checkpoint(root: Path, step: int) -> Path:
     return tmp
 
 
-def write_main_files(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def write_main_files(
+    tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict
+) -> None:
     """Model folder, optimizer state and trainer state (main process only)."""
-    model.save_pretrained(tmp / "model", safe_serialization=True)
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the engine has its own bar
+    try:
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / STATE).write_text(json.dumps(state, indent=2))
 
@@ -160,7 +171,9 @@ def load_model_weights(model: torch.nn.Module, model_dir: Path) -> None:
     loaded_pointers = {tensor.data_ptr() for name, tensor in model.state_dict().items() if name in state}
     untied = [name for name in missing if model.state_dict()[name].data_ptr() not in loaded_pointers]
     if untied or unexpected:
-        raise ValueError(f"checkpoint {model_dir} does not fit the model: missing {untied}, unexpected {unexpected}")
+        raise ValueError(
+            f"checkpoint {model_dir} does not fit the model: missing {untied}, unexpected {unexpected}"
+        )
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> dict:
@@ -178,6 +191,9 @@ class SelectionRule:
     metric: str = "val_token_accuracy"
     mode: str = "first_above_threshold"  # or "max"
     threshold: float = 0.99
+
+    def crosses_threshold(self, metrics: dict[str, float]) -> bool:
+        return self.mode == "first_above_threshold" and metrics.get(self.metric, -math.inf) >= self.threshold
 
     def select(self, evals: list[dict]) -> dict | None:
         """``best.json`` contents for the evaluations so far (only those with a checkpoint count)."""

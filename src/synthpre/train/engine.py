@@ -98,7 +98,11 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     from transformers.optimization import Adafactor
 
     return Adafactor(
-        model.parameters(), lr=config.learning_rate, scale_parameter=True, relative_step=False, warmup_init=False
+        model.parameters(),
+        lr=config.learning_rate,
+        scale_parameter=True,
+        relative_step=False,
+        warmup_init=False,
     )
 
 
@@ -114,7 +118,9 @@ def check_lengths(config: TrainConfig, model: torch.nn.Module) -> None:
     limit = getattr(model.config, "n_positions", None)
     longest = max(config.max_input_len, config.max_target_len)
     if limit is not None and longest > limit:
-        raise UserError(f"max length {longest} is above what this model supports ({limit}); lower --max-*-len")
+        raise UserError(
+            f"max length {longest} is above what this model supports ({limit}); lower --max-*-len"
+        )
 
 
 def set_dropout(model: torch.nn.Module, rate: float) -> None:
@@ -156,7 +162,9 @@ def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> N
         raise UserError(f"cannot resume {run_dir}: it has no config.json; use --overwrite to start over")
     old = json.loads(config_file.read_text())
     if _identity(old) != _identity(json.loads(json.dumps(full))):
-        changed = sorted(k for k in full if _identity(old).get(k) != _identity(json.loads(json.dumps(full)))[k])
+        changed = sorted(
+            k for k in full if _identity(old).get(k) != _identity(json.loads(json.dumps(full)))[k]
+        )
         raise UserError(
             f"cannot resume {run_dir}: its config.json differs from this run's in {changed}; "
             "resume with the same settings, or use --overwrite / another --out"
@@ -204,7 +212,9 @@ class Validation:
             sequences_right = (right | ~valid).all(-1)
             totals += torch.stack([loss.double(), right.sum(), valid.sum(), sequences_right.sum()]).double()
         num_sequences = torch.tensor(
-            [float(sum(len(b["labels"]) for b in self.batches))], dtype=torch.float64, device=accelerator.device
+            [float(sum(len(b["labels"]) for b in self.batches))],
+            dtype=torch.float64,
+            device=accelerator.device,
         )
         totals = accelerator.reduce(totals, "sum")
         num_sequences = accelerator.reduce(num_sequences, "sum")
@@ -221,7 +231,9 @@ def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
     decoder_input_ids = batch["labels"].clamp_min(0)
     decoder_input_ids = torch.cat([torch.zeros_like(decoder_input_ids[:, :1]), decoder_input_ids[:, :-1]], 1)
     return model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=decoder_input_ids
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        decoder_input_ids=decoder_input_ids,
     ).logits
 
 
@@ -260,7 +272,7 @@ def train(
     ckpt_root = run_dir / "checkpoints"
 
     # ---- the run folder: fresh, overwritten, or resumed from the newest complete checkpoint
-    start_step, evals = 0, []
+    progress = {"step": 0, "evals": [], "tokens": 0, "elapsed_s": 0.0}  # what trainer_state.json holds
     if accelerator.is_main_process:
         if overwrite:
             clear_run_dir(run_dir)
@@ -269,10 +281,10 @@ def train(
     accelerator.wait_for_everyone()
     newest = ckpt.newest_valid_checkpoint(ckpt_root) if resume else None
     if newest is not None:
-        state = ckpt.load_checkpoint(newest, model, optimizer, rank)
-        start_step, evals = state["step"], state["evals"]
+        progress.update(ckpt.load_checkpoint(newest, model, optimizer, rank))
         if accelerator.is_main_process:
-            print(f"resuming from {newest} (step {start_step})")
+            print(f"resuming from {newest} (step {progress['step']})")
+    start_step, evals = progress["step"], progress["evals"]
     log = MetricsLog(run_dir, start_step, enabled=accelerator.is_main_process)
 
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -281,10 +293,13 @@ def train(
     stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
     validation = Validation(val_source, config, rank, world)
 
-    def next_batch(step: int) -> dict[str, torch.Tensor]:
-        return collate(stream.batch(step), config.max_input_len, config.max_target_len, config.pad_multiple)
+    def next_batch(step: int) -> tuple[dict[str, torch.Tensor], int, int]:
+        """The collated batch, its target tokens and its real (unpadded) tokens, counted on the CPU."""
+        batch = collate(stream.batch(step), config.max_input_len, config.max_target_len, config.pad_multiple)
+        target_tokens = int((batch["labels"] != LABEL_IGNORE).sum())
+        return batch, target_tokens, target_tokens + int(batch["attention_mask"].sum())
 
-    def save(step: int) -> str:
+    def save(step: int) -> None:
         """All processes write their RNG state; the main process writes the rest and renames."""
         tmp = ckpt_root / (ckpt.TMP_PREFIX + ckpt.step_dir_name(step))
         if accelerator.is_main_process:
@@ -293,37 +308,41 @@ def train(
         ckpt.write_rng_file(tmp, rank)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            state = {"step": step, "evals": evals}
+            state = {"step": step, "evals": evals, "tokens": tokens_total, "elapsed_s": elapsed()}
             ckpt.write_main_files(tmp, accelerator.unwrap_model(model), optimizer, state)
             ckpt.finish_checkpoint(tmp, step)
         accelerator.wait_for_everyone()
-        return f"checkpoints/{ckpt.step_dir_name(step)}"
 
     def prune(best: dict | None) -> None:
         if config.keep_last_k is None or not accelerator.is_main_process:
             return
         keep = set(ckpt.checkpoint_steps(ckpt_root)[: config.keep_last_k])
-        for step in ckpt.checkpoint_steps(ckpt_root):
-            if step not in keep and (best is None or best["step"] != step):
-                ckpt.remove_checkpoint(ckpt_root / ckpt.step_dir_name(step))
+        for old in ckpt.checkpoint_steps(ckpt_root):
+            if old not in keep and (best is None or best["step"] != old):
+                ckpt.remove_checkpoint(ckpt_root / ckpt.step_dir_name(old))
 
     # ---- the loop
     prefetch = ThreadPoolExecutor(max_workers=1)
     pending = prefetch.submit(next_batch, start_step)
-    sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # loss, z, right, tokens
-    tokens_seen, total_tokens, started, window_start = 0, 0, time.perf_counter(), time.perf_counter()
+    sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # loss, z, right, target tokens
+    started = window_start = time.perf_counter()
+    elapsed = lambda: progress["elapsed_s"] + time.perf_counter() - started  # noqa: E731
+    tokens_total, window_tokens = progress["tokens"], 0
     best, last_eval, step = rule.select(evals), (evals[-1] if evals else None), start_step
     model.train()
     bar = log.progress_bar(config, start_step)
     while step < config.max_steps:
-        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in pending.result().items()}
+        cpu_batch, local_tokens, real_tokens = pending.result()
+        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_batch.items()}
         if step + 1 < config.max_steps:
             pending = prefetch.submit(next_batch, step + 1)
-        valid = batch["labels"] != LABEL_IGNORE
         # Normalize by the GLOBAL number of target tokens: DDP's gradient mean then equals the gradient
         # of the mean over the whole batch, whatever the split over processes.
-        local_tokens = valid.sum()
-        global_tokens = accelerator.reduce(local_tokens.clone(), "sum") if world > 1 else local_tokens
+        global_tokens = local_tokens
+        if world > 1:
+            counts = torch.tensor([local_tokens, real_tokens], device=accelerator.device)
+            global_tokens, real_tokens = accelerator.reduce(counts, "sum").tolist()
+        valid = batch["labels"] != LABEL_IGNORE
         with accelerator.autocast():
             logits = forward_logits(model, batch).float()
         ce_sum = F.cross_entropy(logits.transpose(1, 2), batch["labels"], reduction="sum")
@@ -332,14 +351,16 @@ def train(
         if config.z_loss:
             z_sum = (torch.logsumexp(logits, -1).square() * valid).sum()
             loss = loss + config.z_loss * z_sum
-        accelerator.backward(loss * world / global_tokens)
+        accelerator.backward(loss * (world / global_tokens))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
 
         right = ((logits.argmax(-1) == batch["labels"]) & valid).sum()
-        sums += torch.stack([ce_sum.detach(), z_sum.detach(), right, local_tokens]).double()
-        tokens_seen += int(batch["attention_mask"].sum()) + int(local_tokens)
+        sums[:3] += torch.stack([ce_sum.detach(), z_sum.detach(), right.float()]).double()
+        sums[3] += local_tokens
+        window_tokens += real_tokens
+        tokens_total += real_tokens
         bar.update(1)
         if step % config.log_every == 0 or step == config.max_steps:
             loss_sum, z_total, right_total, count = accelerator.reduce(sums, "sum").tolist()
@@ -347,15 +368,16 @@ def train(
             record = {
                 "loss": loss_sum / count,
                 "token_accuracy": right_total / count,
-                "tokens_per_s": tokens_seen * world / (now - window_start),
+                "tokens_per_s": window_tokens / (now - window_start),  # real tokens (inputs + targets)
                 "lr": learning_rate_at(config, step),
+                "tokens": tokens_total,
+                "elapsed_s": elapsed(),
             }
             if config.z_loss:
                 record["z_loss"] = z_total / count
             log.train(step, record)
             sums.zero_()
-            total_tokens += tokens_seen * world
-            tokens_seen, window_start = 0, now
+            window_tokens, window_start = 0, now
 
         is_eval = step % config.eval_every == 0 or step == config.max_steps
         is_save = step % config.save_every == 0 or step == config.max_steps
@@ -363,18 +385,18 @@ def train(
             model.eval()
             metrics = validation.evaluate(model, accelerator)
             if extra_eval is not None:
-                extra = [extra_eval(accelerator.unwrap_model(model), step) if accelerator.is_main_process else None]
+                extra = [
+                    extra_eval(accelerator.unwrap_model(model), step) if accelerator.is_main_process else None
+                ]
                 metrics.update(broadcast_object_list(extra)[0])
             model.train()
+            # The first evaluation over the threshold is always kept as a checkpoint (App. A selects it).
+            is_save = is_save or (rule.crosses_threshold(metrics) and not (best and best["threshold_met"]))
             name = f"checkpoints/{ckpt.step_dir_name(step)}"
-            record = {"step": step, **metrics, "checkpoint": name}
-            selected_here = (rule.select([*evals, record]) or {}).get("step") == step
-            is_save = is_save or selected_here
-            record["checkpoint"] = name if is_save else None
-            evals.append(record)
-            last_eval = record
+            last_eval = {"step": step, **metrics, "checkpoint": name if is_save else None}
+            evals.append(last_eval)
             best = rule.select(evals)
-            log.validation(step, metrics)
+            log.validation(step, {**metrics, "elapsed_s": elapsed()})
         if is_save:
             save(step)
             if accelerator.is_main_process and best is not None:
@@ -388,4 +410,4 @@ def train(
     log.close()
     seconds = time.perf_counter() - started
     accelerator.end_training()
-    return TrainResult(run_dir, step, best, last_eval, seconds, total_tokens / seconds)
+    return TrainResult(run_dir, step, best, last_eval, seconds, (tokens_total - progress["tokens"]) / seconds)

@@ -67,15 +67,16 @@ class MetricsLog:
         self._write(step, "train", values)
         if self.bar is not None:
             self.bar.set_postfix(
-                loss=f"{values['loss']:.4f}", acc=f"{values['token_accuracy']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}"
+                loss=f"{values['loss']:.4f}",
+                acc=f"{values['token_accuracy']:.3f}",
+                tok_s=f"{values['tokens_per_s']:.0f}",
             )
 
     def validation(self, step: int, values: dict[str, float]) -> None:
         self._write(step, "val", values)
         if self.bar is not None and "val_token_accuracy" in values:
-            self.bar.write(
-                f"step {step}: val_loss {values['val_loss']:.4f} val_token_accuracy {values['val_token_accuracy']:.4f}"
-            )
+            loss, accuracy = values["val_loss"], values["val_token_accuracy"]
+            self.bar.write(f"step {step}: val_loss {loss:.4f} val_token_accuracy {accuracy:.4f}")
 
     def close(self) -> None:
         if self.enabled:

@@ -1,0 +1,145 @@
+"""Studies really run (tiny T5, the real engine, a few steps): interrupted and resumed without redoing
+finished runs; shards that together cover the study exactly once; failures recorded, not fatal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from synthpre.experiments.execute import execute_run
+from synthpre.experiments.runner import prepare_study, run_study, study_status
+from synthpre.experiments.store import Store
+
+TINY = """\
+name: tiny-test
+model: t5-tiny
+vocab: "3:127"
+pretraining:
+  train: {{max_steps: 12, batch_size: 16, dropout: 0.0, max_input_len: 24, max_target_len: 24,
+          eval_every: 6, save_every: 6, num_val_examples: 32, progress: false}}
+  tasks:
+    Set: {{task: set, params: {{min_len: 5, max_len: 12}}}}
+init_schemes: {schemes}
+baselines: {{random_init: false}}
+downstream:
+  tasks: [smiles_canonicalize]
+  tokenizer: chars
+  lrs: [0.01]
+  train: {{max_steps: {steps}, eval_every: 4, batch_size: 16, eval_decode: 0, max_decode_len: 8,
+          progress: false}}
+  test_examples: 8
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two threads on a loaded 2-core machine are many times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _spec(tmp_path: Path, schemes: str = "[full]", steps: int = 8) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(TINY.format(schemes=schemes, steps=steps))
+    return path
+
+
+def _runs_by_kind(folder: Path) -> dict[str, list[dict]]:
+    _, rows = study_status(folder)
+    return {kind: [r for r in rows if r["kind"] == kind] for kind in ("pretrain", "finetune")}
+
+
+def test_interrupted_study_resumes_without_redoing_finished_runs(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path, steps=40), tmp_path / "study"
+    command = [sys.executable, "-c", "from synthpre.cli import main; main()", "study", "run", str(spec),
+               "--out", str(out), "--threads", "1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # kill it (SIGKILL: no clean-up) while the fine-tuning run trains
+            if (out / "results.sqlite").is_file():
+                runs = _runs_by_kind(out)
+                if runs["finetune"] and runs["finetune"][0]["status"] == "running":
+                    metrics = Path(runs["finetune"][0]["run_dir"] or "/nonexistent") / "metrics.jsonl"
+                    if metrics.is_file() and metrics.read_text():
+                        break
+            assert process.poll() is None, "the study ended before it could be interrupted"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    counts, _ = study_status(out)
+    assert counts["done"] == 1 and counts["interrupted"] == 1
+    pretrain_before = _runs_by_kind(out)["pretrain"][0]
+
+    _, planned = prepare_study(spec, out)  # the same spec again: the same run identities
+    report = run_study(out, planned, execute_run, console=Console(quiet=True))
+    runs = _runs_by_kind(out)
+    assert report.executed == [runs["finetune"][0]["hash"]]
+    assert (
+        runs["pretrain"][0]["attempts"] == 1
+        and runs["pretrain"][0]["finished"] == pretrain_before["finished"]
+    )
+    assert runs["finetune"][0]["attempts"] == 2 and runs["finetune"][0]["status"] == "done"
+    store = Store(out)
+    assert {r["metric"] for r in store.results()} >= {"val_token_accuracy", "val_loss", "test_em"}
+    store.close()
+
+
+def test_shards_cover_the_study_exactly_once(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path, schemes="[full, per_param_mean_sd]"), tmp_path / "study"
+    _, runs = prepare_study(spec, out)
+    assert [r.kind for r in runs] == ["pretrain", "finetune", "finetune"]
+    quiet = Console(quiet=True)
+    # shard 1/2 holds only the Full Init fine-tuning run: it runs the pre-training run it needs itself
+    second = run_study(out, runs, execute_run, (1, 2), quiet)
+    assert second.executed == [runs[0].hash, runs[1].hash]
+    first = run_study(out, runs, execute_run, (0, 2), quiet)
+    assert first.executed == [runs[2].hash] and first.skipped == [runs[0].hash]
+    _, rows = study_status(out)
+    assert sorted(r["hash"] for r in rows) == sorted(r.hash for r in runs)
+    assert all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
+    assert {r["shard"] for r in rows} == {"0/2", "1/2"}
+    again = run_study(out, runs, execute_run, (0, 1), quiet)  # everything done: nothing runs
+    assert again.executed == [] and len(again.skipped) == 3
+
+
+def test_a_failed_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path, schemes="[full, per_param_mean_sd]"), tmp_path / "study"
+    _, runs = prepare_study(spec, out)
+
+    def broken_pretraining(run, run_dir, deps, resume):
+        if run.kind == "pretrain":
+            raise RuntimeError("disk full")
+        return execute_run(run, run_dir, deps, resume)
+
+    report = run_study(out, runs, broken_pretraining, console=Console(quiet=True))
+    assert report.failed == [r.hash for r in runs]
+    counts, rows = study_status(out)
+    assert counts["failed"] == 3
+    errors = {r["kind"]: r["error"] for r in rows}
+    assert (
+        "disk full" in errors["pretrain"] and f"pre-training run {runs[0].hash} failed" in errors["finetune"]
+    )
+
+
+def test_a_run_owned_by_a_live_process_is_not_taken(tmp_path: Path) -> None:
+    _, runs = prepare_study(_spec(tmp_path), tmp_path / "study")
+    store = Store(tmp_path / "study")
+    assert store.claim(runs[0].hash, "0/1") == "claimed"
+    other = Store(tmp_path / "study")
+    assert other.claim(runs[0].hash, "0/1") == "busy"  # the owner (this process) is alive
+    store.release(runs[0].hash, "interrupted")
+    assert other.claim(runs[0].hash, "0/1") == "claimed"
+    store.close()
+    other.close()

@@ -1,0 +1,217 @@
+"""The engine: it learns, resumes bit-exactly after SIGKILL, splits over processes, and refuses bad input."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from synthpre.cli import main
+from synthpre.data.stream import MixtureSource
+from synthpre.errors import UserError
+from synthpre.model import build_model, vocab_size_for
+from synthpre.tasks import get_task
+from synthpre.tokens import TokenSpace
+from synthpre.train import SelectionRule, TrainConfig, train
+
+# A CI-sized identity task: payloads of 1..6 tokens from 10 content ids (plus the 2-token task prefix).
+TINY = ["--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1", "--max-len", "6"]
+TINY += ["--max-input-len", "16", "--max-target-len", "16", "--threads", "1", "--no-progress"]
+RUN_SCRIPT = "import sys; from synthpre.cli import main; sys.argv[0] = 'synthpre'; main()"
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    """``synthpre ARGS`` in this process: (exit code, stderr)."""
+    argv = sys.argv
+    sys.argv = ["synthpre", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    finally:
+        sys.argv = argv
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tiny_t5_learns_identity_to_99_percent(tmp_path, one_thread, capsys):
+    space = TokenSpace(3, 12)
+    task = get_task("identity")
+    source = MixtureSource([(task, task.params_cls(min_len=1, max_len=6))], space, seed=0)
+    model = build_model("t5-tiny", vocab_size=vocab_size_for(space), seed=0)
+    config = TrainConfig(
+        out_dir=str(tmp_path / "run"), max_steps=1500, batch_size=64, max_input_len=16, max_target_len=16,
+        dropout=0.0, eval_every=100, save_every=100_000, num_val_examples=512, log_every=50,
+        stop_at_threshold=True, progress=False,
+    )  # fmt: skip
+    result = train(config, model, source, source.validation())
+    assert result.best is not None and result.best["threshold_met"], result.last_eval
+    assert result.best["value"] >= 0.99 and result.step < config.max_steps
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["checkpoint"] == f"checkpoints/step_{result.step}"
+    assert (tmp_path / "run" / best["checkpoint"] / "model" / "model.safetensors").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["split"] == "train" and rows[0]["loss"] > rows[-2]["loss"]
+    assert list((tmp_path / "run" / "tb").iterdir())
+
+    code, _ = run_cli(["runs", "show", str(tmp_path / "run")], capsys)
+    assert code == 0 and (tmp_path / "run" / "curves.png").stat().st_size > 1000
+
+
+def test_selection_rules_of_appendix_a():
+    evals = [
+        {"step": 5, "acc": 0.5, "checkpoint": "c5"},
+        {"step": 10, "acc": 0.995, "checkpoint": "c10"},
+        {"step": 15, "acc": 0.999, "checkpoint": "c15"},
+        {"step": 20, "acc": 1.0, "checkpoint": None},  # evaluated, not saved: never selected
+    ]
+    assert SelectionRule("acc", "first_above_threshold", 0.99).select(evals)["step"] == 10
+    assert SelectionRule("acc", "max").select(evals)["step"] == 15
+    fallback = SelectionRule("acc", "first_above_threshold", 0.9999).select(evals)
+    assert fallback["step"] == 15 and not fallback["threshold_met"] and "max" in fallback["reason"]
+
+
+def final_weights(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "checkpoints" / f"step_{step}" / "model" / "model.safetensors")
+
+
+def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+    steps = 80
+    args = [*TINY, "--batch-size", "8", "--max-steps", str(steps), "--save-every", "10", "--eval-every", "10"]
+    args += [
+        "--num-val-examples",
+        "16",
+        "--log-every",
+        "5",
+        "--dropout",
+        "0.1",
+        "--seed",
+        "3",
+    ]  # dropout: RNG matters
+    command = [sys.executable, "-c", RUN_SCRIPT, "pretrain", *args]
+    subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    while not (killed / "checkpoints" / "step_30").exists() and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0, 0.5))  # any moment: mid-step, mid-evaluation or mid-checkpoint
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "checkpoints" / f"step_{steps}").exists(), "the run finished before it was killed"
+    # Also corrupt the newest complete checkpoint: resuming must detect it and use the previous one.
+    newest = max((p for p in (killed / "checkpoints").glob("step_*")), key=lambda p: int(p.name[5:]))
+    with open(newest / "model" / "model.safetensors", "r+b") as handle:
+        handle.truncate(100)
+
+    resumed = subprocess.run([*command, "--out", str(killed), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"checkpoint {newest} is unusable" in resumed.stderr
+    whole, again = final_weights(tmp_path / "whole", steps), final_weights(killed, steps)
+    assert whole.keys() == again.keys()
+    assert all(torch.equal(whole[name], again[name]) for name in whole)
+    rows = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "val"] == list(range(10, steps + 1, 10))
+
+
+def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):
+    if shutil.which("accelerate") is None:
+        pytest.skip("accelerate's launcher is not installed")
+    args = [*TINY, "--batch-size", "8", "--max-steps", "6", "--save-every", "6", "--eval-every", "6"]
+    args += ["--num-val-examples", "24", "--eval-batch-size", "8", "--log-every", "1", "--dropout", "0"]
+    runs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        launch = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(processes),
+            "--cpu",
+        ]
+        launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        script = tmp_path / "synthpre_main.py"
+        script.write_text(RUN_SCRIPT)
+        done = subprocess.run(
+            [*launch, str(script), "pretrain", *args, "--out", str(out)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[processes] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    one, two = runs[1], runs[2]
+    assert [r["step"] for r in one] == [r["step"] for r in two]
+    for a, b in zip(one, two, strict=True):
+        for key in ("loss", "token_accuracy", "val_loss", "val_token_accuracy"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a, b)
+
+
+def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, capsys, one_thread):
+    run = tmp_path / "run"
+    base = [*TINY, "--batch-size", "4", "--max-steps", "2", "--save-every", "2", "--eval-every", "2"]
+    base += ["--num-val-examples", "4", "--out", str(run)]
+    assert run_cli(["pretrain", *base], capsys)[0] == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    cases = {
+        "unknown model": (["--model", "t5-huge"], "unknown model"),
+        "unknown task": (["--task", "idntity"], "Did you mean 'identity'"),
+        "existing run": ([], "already holds a run"),
+        "resume another config": (["--resume", "--batch-size", "8"], "differs"),
+        "vocabulary too big for the model": (["--model", "t5-small", "--vocab", "3:33000"], "token ids"),
+        "bad setting": (["--max-input-len", "1"], "max_input_len"),
+    }
+    for name, (extra, message) in cases.items():
+        code, err = run_cli(["pretrain", *base, *extra], capsys)
+        assert code == 2 and message in err, (name, err)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_max_length_above_the_model_limit_and_uneven_batches_are_user_errors(tmp_path):
+    space = TokenSpace(3, 12)
+    task = get_task("identity")
+    source = MixtureSource([(task, task.params_cls(min_len=1, max_len=6))], space)
+    model = build_model("t5-tiny", vocab_size=vocab_size_for(space))
+    model.config.n_positions = 64  # a model that declares a maximum length
+    config = TrainConfig(out_dir=str(tmp_path / "run"), max_input_len=128, max_target_len=16)
+    with pytest.raises(UserError, match="above what this model supports"):
+        train(config, model, source, source.validation())
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_file_then_command_line_and_the_written_config(tmp_path, capsys, one_thread):
+    settings = tmp_path / "pretrain.yaml"
+    settings.write_text(
+        "task: identity\nmodel: t5-tiny\nvocab: '3:12'\nmin_len: 1\nmax_len: 6\nbatch_size: 4\nmax_steps: 2\n"
+        "eval_every: 2\nsave_every: 2\nnum_val_examples: 4\nmax_input_len: 16\nmax_target_len: 16\nseed: 5\n"
+    )
+    out = tmp_path / "run"
+    code, err = run_cli(["pretrain", "--config", str(settings), "--seed", "6", "--out", str(out)], capsys)
+    assert code == 0, err
+    written = json.loads((out / "config.json").read_text())
+    assert written["train"]["seed"] == 6 and written["train"]["batch_size"] == 4
+    assert written["train"]["dropout"] == 0.1 and written["train"]["lr_schedule"] == "t5_rsqrt"  # App. A
+    assert written["train_data"]["tasks"] == ["identity"] and written["val_data"]["index_offset"] == 2**40
+    assert written["model"]["vocab_size"] == vocab_size_for(TokenSpace(3, 12))
+    assert written["task_params"] == {"min_len": 1, "max_len": 6}
+    settings.write_text("task: identity\nbogus: 1\n")
+    code, err = run_cli(["pretrain", "--config", str(settings), "--out", str(tmp_path / "other")], capsys)
+    assert code == 2 and "bogus" in err
