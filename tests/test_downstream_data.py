@@ -156,6 +156,10 @@ def test_sentencepiece_trains_offline_with_t5_special_ids(tmp_path: Path) -> Non
     reloaded = load_pretrained_tokenizer(tmp_path / "tok")
     ids = reloaded.encode("def get(self): return self.value")
     assert 1 not in ids and reloaded.decode(ids) == "def get(self): return self.value"
+    bare = tmp_path / "bare"  # a folder with only spiece.model, as some T5 downloads
+    bare.mkdir()
+    shutil.copy(tmp_path / "tok" / "spiece.model", bare / "spiece.model")
+    assert load_pretrained_tokenizer(bare).encode("def get(self): return self.value") == ids
 
 
 def test_tokenizer_folder_that_does_not_load(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from synthpre.cli import app
 from synthpre.downstream.evaluate import evaluate_run
-from synthpre.downstream.finetune import FinetuneConfig, finetune, initial_model, select
+from synthpre.downstream.finetune import FinetuneConfig, choose_tokenizer, finetune, initial_model, select
 from synthpre.downstream.registry import get_downstream_task
-from synthpre.downstream.tokenizer import CharTokenizer
+from synthpre.downstream.tokenizer import CharTokenizer, train_sentencepiece
 from synthpre.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "downstream"
@@ -122,6 +122,25 @@ def test_init_from_a_run_full_and_statistics(smiles_run: Path, tmp_path: Path) -
     )
 
 
+def test_init_from_a_hugging_face_folder_uses_its_tokenizer(tmp_path: Path) -> None:
+    """The "Pre-trained T5" rows: any local HF T5 folder (weights + tokenizer) is a starting point."""
+    from synthpre.model import build_model, save_checkpoint
+
+    folder = tmp_path / "hf-t5"
+    texts = [
+        e.input + "\n" + e.target for e in get_downstream_task("mtop").examples(FIXTURES / "mtop", "train")
+    ]
+    tokenizer = train_sentencepiece(texts, tmp_path / "tok", vocab_size=100)
+    save_checkpoint(build_model("t5-tiny", vocab_size=-(-tokenizer.vocab_size // 8) * 8, seed=3), folder)
+    tokenizer.save(folder)
+    config = FinetuneConfig(task="mtop", out_dir=str(tmp_path / "run"), data=str(FIXTURES / "mtop"),
+                            init_from=str(folder), max_steps=2, eval_every=2, **TINY)  # fmt: skip
+    chosen = choose_tokenizer(config, [])
+    assert chosen.encode("call mom") == tokenizer.encode("call mom")
+    results = finetune(config)
+    assert results["init_from"] == str(folder) and results["init_scheme"] == "full"
+
+
 def test_offline_pycode_task_and_lr_sweep(tmp_path: Path) -> None:
     run = tmp_path / "sweep"
     results = finetune(FinetuneConfig(task="pycode_summarize", out_dir=str(run), lr_sweep=[1e-2, 1e-3],
@@ -157,6 +176,7 @@ runner = CliRunner()
 
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
+    smiles = ["finetune", "--task", "smiles_canonicalize", "--out", str(out)]
     cases = [
         (["finetune", "--task", "squad", "--out", str(out)], "pass --data"),
         (["finetune", "--task", "mtop", "--out", str(out), "--data", str(tmp_path)], "none of train.json"),
@@ -165,6 +185,8 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--lr-sweep", "1e-2,x"],
          "comma-separated"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--max-steps", "0"], "max-steps"),
+        ([*smiles, "--init-scheme", "per_param_mean_sd"], "needs --init-from"),
+        ([*smiles, "--init-from", str(tmp_path / "none")], "not a model folder"),
         (["evaluate", str(tmp_path)], "no results.json"),
         (["tokenizer", "train", "--task", "webqsp", "--out", str(out)], "pass --data"),
     ]  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from synthpre.experiments.execute import execute_run
+from synthpre.experiments.execute import execute_run, launched_executor
 from synthpre.experiments.runner import prepare_study, run_study, study_status
 from synthpre.experiments.store import Store
 
@@ -143,3 +143,19 @@ def test_a_run_owned_by_a_live_process_is_not_taken(tmp_path: Path) -> None:
     assert other.claim(runs[0].hash, "0/1") == "claimed"
     store.close()
     other.close()
+
+
+def test_runs_launched_in_their_own_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--launcher python`` (``accelerate launch ...`` on GPUs): the run executes in a child process."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    _, runs = prepare_study(_spec(tmp_path), tmp_path / "study")
+    report = run_study(
+        tmp_path / "study", runs, launched_executor(sys.executable), (0, 2), Console(quiet=True)
+    )
+    assert report.executed == [runs[0].hash]  # shard 0/2 of [pre-training, fine-tuning]
+    store = Store(tmp_path / "study")
+    row = store.run(runs[0].hash)
+    assert row["status"] == "done" and Path(row["checkpoint"], "model", "model.safetensors").is_file()
+    assert {r["metric"] for r in store.results("pretrain")} >= {"val_token_accuracy", "val_loss"}
+    assert store.curves(runs[0].hash, "val_token_accuracy")[-1][0] == 12
+    store.close()

@@ -28,6 +28,7 @@ from synthpre.model import (
     ModelSpec,
     build_from_config,
     build_model,
+    is_tied,
     load_model,
     param_info,
     save_checkpoint,
@@ -225,12 +226,19 @@ def test_initialize_targets_and_errors(tiny_source, tmp_path):
     save_checkpoint(tiny_source[False], tmp_path / "tiny")
     model = initialize(InitConfig(seed=1, scheme="per_layer_scale", source=str(tmp_path / "tiny")))
     assert model.config.num_layers == 2 and model.config.vocab_size == VOCAB
+    save_checkpoint(tiny_source[True], tmp_path / "v11")
+    v11 = str(tmp_path / "v11")
+    untied = initialize(InitConfig(seed=1, scheme="norms_scale", source=v11, vocab_size=2 * VOCAB))
+    assert not is_tied(untied) and untied.config.num_layers == 3 and untied.lm_head.weight.shape == (128, 64)
+    norm = untied.decoder.final_layer_norm.weight
+    expected = tiny_source[True].decoder.final_layer_norm.weight.double().mean().item()
+    assert torch.all(norm == norm[0]) and norm[0].item() == pytest.approx(expected)
     ln = initialize(InitConfig(seed=1, model="t5-tiny", vocab_size=VOCAB, pre_attn_ln_value=0.05))
     assert ln.encoder.block[1].layer[0].layer_norm.weight.eq(0.05).all()
     with pytest.raises(UserError, match=r"unknown init scheme 'per_param_mean'.*per_param_mean_sd"):
         initialize(InitConfig(scheme="per_param_mean", source=str(tmp_path / "tiny")))
     with pytest.raises(
-        UserError, match=r"shapes differ.*mlp/wi/kernel: target \(1024, 128\) vs source \(512, 128\)"
+        UserError, match=r"parameters differ.*mlp/wi/kernel: target \(1024, 128\) vs source \(512, 128\)"
     ):
         apply_scheme(
             build_from_config(ModelSpec(128, 32, 1024, 2, 2, 4, "relu", tied=True).t5_config(VOCAB)),
@@ -240,6 +248,17 @@ def test_initialize_targets_and_errors(tiny_source, tmp_path):
         )
     with pytest.raises(UserError, match="missing in the source"):
         apply_scheme(fresh_tiny(v11=True), tmp_path / "tiny", "mlp_scale", seed=0)
+    deeper = pretend_pretrained(build_model("t5-tiny", vocab_size=VOCAB), seed=0)
+    deeper_config = ModelSpec(128, 32, 512, 3, 2, 4, "relu", tied=True).t5_config(VOCAB)
+    with pytest.raises(UserError, match="encoder/layers_2/attention/query/kernel: missing in the target"):
+        apply_scheme(deeper, build_from_config(deeper_config), "relpos_mean_sd", seed=0)
+    other_vocab = build_from_config(TINY_V11.t5_config(2 * VOCAB))
+    apply_scheme(other_vocab, tiny_source[True], "per_param_scale", seed=0)  # head SD transfers
+    assert other_vocab.lm_head.weight.std().item() == pytest.approx(
+        tiny_source[True].lm_head.weight.std().item(), rel=0.05
+    )
+    with pytest.raises(UserError, match=r"logits_dense/kernel: target \(128, 64\) vs source \(64, 64\)"):
+        apply_scheme(other_vocab, tiny_source[True], "full", seed=0)
     with pytest.raises(UserError, match="does not exist"):
         apply_scheme(fresh_tiny(), tmp_path / "nowhere", "per_param_scale", seed=0)
     with pytest.raises(UserError, match="copies weights"):

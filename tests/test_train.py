@@ -200,8 +200,9 @@ def test_max_length_above_the_model_limit_and_uneven_batches_are_user_errors(tmp
 def test_config_file_then_command_line_and_the_written_config(tmp_path, capsys, one_thread):
     settings = tmp_path / "pretrain.yaml"
     settings.write_text(
-        "task: identity\nmodel: t5-tiny\nvocab: '3:12'\nmin_len: 1\nmax_len: 6\nbatch_size: 4\nmax_steps: 2\n"
-        "eval_every: 2\nsave_every: 2\nnum_val_examples: 4\nmax_input_len: 16\nmax_target_len: 16\nseed: 5\n"
+        "task: identity,reverse\nrates: [3, 1]\nmodel: t5-tiny\nvocab: '3:12'\nmin_len: 1\nmax_len: 6\n"
+        "batch_size: 4\nmax_steps: 2\neval_every: 2\nsave_every: 2\nnum_val_examples: 4\n"
+        "max_input_len: 16\nmax_target_len: 16\nseed: 5\n"
     )
     out = tmp_path / "run"
     code, err = run_cli(["pretrain", "--config", str(settings), "--seed", "6", "--out", str(out)], capsys)
@@ -209,9 +210,31 @@ def test_config_file_then_command_line_and_the_written_config(tmp_path, capsys, 
     written = json.loads((out / "config.json").read_text())
     assert written["train"]["seed"] == 6 and written["train"]["batch_size"] == 4
     assert written["train"]["dropout"] == 0.1 and written["train"]["lr_schedule"] == "t5_rsqrt"  # App. A
-    assert written["train_data"]["tasks"] == ["identity"] and written["val_data"]["index_offset"] == 2**40
+    assert written["train_data"]["tasks"] == ["identity", "reverse"] and written["train_data"]["rates"] == [
+        0.75,
+        0.25,
+    ]
+    assert written["val_data"]["index_offset"] == 2**40
     assert written["model"]["vocab_size"] == vocab_size_for(TokenSpace(3, 12))
     assert written["task_params"] == {"min_len": 1, "max_len": 6}
     settings.write_text("task: identity\nbogus: 1\n")
     code, err = run_cli(["pretrain", "--config", str(settings), "--out", str(tmp_path / "other")], capsys)
     assert code == 2 and "bogus" in err
+
+
+def test_throughput_benchmark_quick_runs(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "train_throughput.py"
+    result_file = tmp_path / "throughput.json"
+    command = [sys.executable, str(script), "--quick", "--threads", "1", "--json", str(result_file)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(result_file.read_text())["results"]
+    assert {(r["scenario"], r["trainer"]) for r in results} == {
+        ("fixed", "engine"),
+        ("fixed", "hf"),
+        ("synthetic", "engine"),
+        ("synthetic", "hf"),
+        ("synthetic", "hf-longest"),
+    }
+    assert all(r["tokens_per_s"] > 0 and r["ratio"] > 0 for r in results)
+    assert "engine/this" in done.stdout

@@ -291,18 +291,37 @@ def _draw_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 5]).generate_state(1)[0]))
 
 
-def _check_shapes(target: Mapping[str, torch.Tensor], source: Stats, names: Iterable[str]) -> None:
-    missing = [n for n in names if n not in source]
-    differing = [
-        f"{n}: target {tuple(target[n].shape)} vs source {source[n].shape}"
+def _check_shapes(
+    target: Mapping[str, torch.Tensor],
+    source_shapes: Mapping[str, tuple[int, ...] | None],
+    names: Iterable[str],
+    statistics: bool,
+) -> None:
+    """``UserError`` naming the parameters whose shapes differ or that only one side has.
+
+    For statistics the vocabulary size of an untied output head does not matter (only its width).
+    """
+    names = list(names)
+
+    def comparable(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)[1:] if statistics and param_info(name).kind == "logits" else tuple(shape)
+
+    problems = [f"{n}: missing in the source" for n in names if n not in source_shapes]
+    problems += [
+        f"{n}: target {tuple(target[n].shape)} vs source {source_shapes[n]}"
         for n in names
-        if n in source and source[n].shape is not None and tuple(source[n].shape) != tuple(target[n].shape)
+        if source_shapes.get(n) is not None
+        and comparable(n, source_shapes[n]) != comparable(n, target[n].shape)
     ]
-    if missing or differing:
-        details = "; ".join((differing + [f"{n}: missing in the source" for n in missing])[:8])
+    problems += [
+        f"{n}: missing in the target"
+        for n in source_shapes
+        if n not in target and param_info(n).kind not in ("token_embedding", "logits")
+    ]
+    if problems:
         raise UserError(
-            f"the source does not match the target config ({len(differing)} shapes differ, {len(missing)} "
-            f"parameters missing): {details}. Use --model with the source's config (or omit it)."
+            f"the source does not match the target config ({len(problems)} parameters differ): "
+            f"{'; '.join(problems[:8])}. Use --model with the source's config (or omit it)."
         )
 
 
@@ -327,7 +346,8 @@ def apply_scheme(
         return [_copy_weights(target, source, fresh_embeddings)]
     stats = parameter_stats(source)
     groups = spec.groups(list(target))
-    _check_shapes(target, stats, [n for g in groups for n in g.names])
+    shapes = {name: value.shape for name, value in stats.items()}
+    _check_shapes(target, shapes, [n for g in groups for n in g.names], statistics=True)
     generator = _draw_generator(seed)
     with torch.no_grad():
         for group in groups:
@@ -346,7 +366,7 @@ def _copy_weights(target: dict[str, torch.Tensor], source: Source, fresh_embeddi
     if weights is None:
         raise UserError("scheme 'full' copies weights: give a checkpoint or model, not statistics")
     names = [n for n in target if not (fresh_embeddings and param_info(n).kind == "token_embedding")]
-    _check_shapes(target, {n: ParamStats.of(w) for n, w in weights.items()}, names)
+    _check_shapes(target, {n: tuple(w.shape) for n, w in weights.items()}, names, statistics=False)
     with torch.no_grad():
         for name in names:
             target[name].copy_(weights[name])
@@ -399,9 +419,8 @@ def initialize(config: InitConfig) -> T5ForConditionalGeneration:
         vocab = config.vocab_size or (source.config.vocab_size if source is not None else None)
         model = build_model(config.model, vocab_size=vocab, seed=config.seed)
     elif source is not None:
-        target_config = copy.deepcopy(source.config)
-        if config.vocab_size:
-            target_config.vocab_size = config.vocab_size
+        target_config = copy.deepcopy(source.config)  # a round trip through a dict would re-tie v1.1
+        target_config.vocab_size = config.vocab_size or target_config.vocab_size
         model = build_from_config(target_config, seed=config.seed)
     else:
         raise UserError("--pre-attn-ln-value builds a fresh model: name it with --model (e.g. t5-small)")
@@ -437,6 +456,7 @@ def plot_figure6(stats_by_model: Mapping[str, Stats], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(len(FIGURE6_PANELS), 1, figsize=(6, 8), sharex=True)
     for axis, (stack, block, title) in zip(axes, FIGURE6_PANELS, strict=True):
@@ -447,6 +467,7 @@ def plot_figure6(stats_by_model: Mapping[str, Stats], path: str | Path) -> Path:
         axis.set_ylabel("mean scale")
         axis.grid(alpha=0.3)
     axes[-1].set_xlabel("layer")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

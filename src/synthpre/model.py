@@ -9,6 +9,7 @@ so :func:`t5_init` re-initializes every parameter the way Mesh TF / T5X do.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from dataclasses import asdict, dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
+from transformers.initialization import no_init_weights
 from transformers.utils import logging as hf_logging
 
 from synthpre.errors import UserError
@@ -99,9 +101,11 @@ def build_model(
 
 def build_from_config(config: T5Config, seed: int = 0) -> T5ForConditionalGeneration:
     """A fresh T5 of ``config`` (e.g. a checkpoint's); untied when ``config.tie_word_embeddings`` is False."""
+    config = copy.deepcopy(config)  # the model owns its config; the caller's stays untouched
     tied = config.tie_word_embeddings
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), no_init_weights():  # t5_init below sets every weight
         model = T5ForConditionalGeneration(config)
+    model.tie_weights()  # init_weights (skipped) also ties; ties nothing when untied
     if not tied:  # untying also untied the encoder/decoder inputs: share them again (offline.md 2)
         model.encoder.embed_tokens.weight = model.shared.weight
         model.decoder.embed_tokens.weight = model.shared.weight

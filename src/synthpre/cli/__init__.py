@@ -27,13 +27,7 @@ def _register_commands() -> None:
     import importlib
 
     for stage in ("tasks", "model", "train", "init", "downstream", "experiments"):
-        try:
-            module = importlib.import_module(f"synthpre.cli.{stage}")
-        except ModuleNotFoundError as error:  # a stage whose issue is not done yet
-            if error.name != f"synthpre.cli.{stage}":
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(f"synthpre.cli.{stage}").register(app)
 
 
 _register_commands()

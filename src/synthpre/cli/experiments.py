@@ -22,6 +22,12 @@ def study_run(
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed runs again"),
     threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default)"),
+    launcher: str = typer.Option(
+        None,
+        "--launcher",
+        help='run each run as LAUNCHER -m ..., e.g. "accelerate launch --num_processes 8" '
+        "for multi-GPU, or python to isolate runs (default: in this process)",
+    ),
 ) -> None:
     """Run what is missing, resume what was interrupted and skip what is done (runs are identified by the
     hash of their resolved config). A failed run is recorded with its error; the study goes on."""
@@ -38,9 +44,9 @@ def study_run(
         store = Store(out)
         store.retry_failed()
         store.close()
-    from synthpre.experiments.execute import execute_run
+    from synthpre.experiments.execute import execute_run, launched_executor
 
-    report = run_study(out, runs, execute_run, shard_spec)
+    report = run_study(out, runs, launched_executor(launcher) if launcher else execute_run, shard_spec)
     typer.echo(
         f"shard {shard}: {len(report.executed)} run(s) done, {len(report.failed)} failed, "
         f"{len(report.skipped)} already done or running elsewhere. `synthpre study status {out}` for all."
@@ -56,12 +62,13 @@ def study_status_command(
 ) -> None:
     """How far a study is: done / running / interrupted / failed / pending, with a progress bar."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn
 
     from synthpre.experiments.runner import study_status
 
     counts, rows = study_status(folder)
-    console = Console()
+    console = Console(soft_wrap=True)
     total = len(rows)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   console=console, transient=False) as progress:  # fmt: skip
@@ -74,7 +81,8 @@ def study_status_command(
             where = f"{row['task']} lr {row['lr']:g} seed {row['seed']}" if row["kind"] == "finetune" else ""
             console.print(f"{row['hash']}  {row['status']:<11} {what}  {where}  {row['run_dir'] or ''}")
             if row["status"] == "failed":
-                console.print(f"  [red]{(row['error'] or '').strip().splitlines()[-1:]}[/red]")
+                last_line = (row["error"] or "").strip().splitlines()[-1:] or [""]
+                console.print(f"  [red]{escape(last_line[0])}[/red]")
 
 
 @study_app.command("presets")
@@ -140,10 +148,14 @@ def demo(
 
 
 def _set_threads(threads: int) -> None:
+    """torch's CPU threads here and in launched runs (which read ``OMP_NUM_THREADS``)."""
     if threads > 0:
+        import os
+
         import torch
 
         torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def register(app: typer.Typer) -> None:

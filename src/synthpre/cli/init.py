@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from tqdm import tqdm
 
 from synthpre.errors import UserError
 from synthpre.init import (
@@ -106,11 +107,12 @@ def stats(
     _check_writable_file(out, "--out")
     _check_writable_file(plot, "--plot")
     names = _labels(checkpoints, label)
-    models = {name: load_model(path) for name, path in zip(names, checkpoints, strict=True)}
-    if random_init:
-        fresh = build_from_config(next(iter(models.values())).config, seed=seed)
-        models = {RANDOM_INIT_LABEL: fresh, **models}
-    all_stats = {name: parameter_stats(model) for name, model in models.items()}
+    all_stats: dict[str, Stats] = {}
+    for name, path in tqdm(list(zip(names, checkpoints, strict=True)), desc="statistics", unit="checkpoint"):
+        model = load_model(path)
+        if random_init and not all_stats:
+            all_stats[RANDOM_INIT_LABEL] = parameter_stats(build_from_config(model.config, seed=seed))
+        all_stats[name] = parameter_stats(model)
     reports = {name: stats_report(value) for name, value in all_stats.items()}
     sources = dict(zip(names, map(str, checkpoints), strict=True))
     for name, report in reports.items():

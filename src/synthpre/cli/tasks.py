@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from synthpre.errors import UserError
 from synthpre.tasks.registry import Task, all_tasks, get_task
@@ -24,15 +22,11 @@ SEED = typer.Option(0, "--seed", help="Random seed: same seed, same bytes.")
 
 
 def list_tasks() -> None:
-    """List every registered task: name, definition and generation parameters."""
-    table = Table(title="synthetic tasks")
-    for column in ("name", "definition", "parameters"):
-        table.add_column(column)
-    for name, task in all_tasks().items():
-        defaults = task.params_cls()
-        params = ", ".join(f"{key}={value}" for key, value in vars(defaults).items())
-        table.add_row(name, task.definition, params)
-    Console().print(table)
+    """List every registered task, one line each: name and definition."""
+    tasks = all_tasks()
+    width = max(len(name) for name in tasks)
+    for name, task in tasks.items():
+        typer.echo(f"{name:<{width}}  {task.definition}")
 
 
 def show(

@@ -16,6 +16,7 @@ from synthpre.downstream.finetune import TOKENIZER_DIR, FinetuneConfig, read_spl
 from synthpre.downstream.registry import get_downstream_task
 from synthpre.downstream.tokenizer import load_run_tokenizer
 from synthpre.errors import UserError
+from synthpre.model import load_model
 
 
 def run_config(run: Path) -> FinetuneConfig:
@@ -35,8 +36,6 @@ def evaluate_run(
     progress: bool = True,
 ) -> dict:
     """Metrics of the selected checkpoint on ``split`` (or of ``predictions``); writes them beside the run."""
-    from synthpre.model import load_model
-
     if beams < 1:
         raise UserError(f"--beams {beams}: need at least 1 (1 = greedy)")
     folder, results = run_folder(Path(run))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +35,12 @@ from synthpre.downstream.tokenizer import (
     train_sentencepiece,
 )
 from synthpre.errors import UserError
+from synthpre.init import apply_scheme
+from synthpre.model import build_model, load_model
 from synthpre.tasks.registry import Examples
+from synthpre.train import TrainConfig, newest_valid_checkpoint, train
+from synthpre.train.checkpoints import STATE
+from synthpre.train.engine import check_run_dir, full_config
 
 RESULTS_FILE = "results.json"
 TOKENIZER_DIR = "tokenizer"
@@ -160,9 +164,11 @@ def checkpoint_folder(path: Path) -> Path:
 
 def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.Module:
     """Random init (``--model``), or ``--init-from`` with ``--init-scheme`` (full weights or statistics)."""
-    from synthpre.model import build_model, load_model
-
     if config.init_from is None:
+        if config.init_scheme != "full":
+            raise UserError(
+                f"--init-scheme {config.init_scheme} needs --init-from CHECKPOINT (its statistics)"
+            )
         vocab = config.vocab_size or -(-tokenizer.vocab_size // 8) * 8
         model = build_model(config.model, vocab_size=vocab, seed=config.seed)
     else:
@@ -170,8 +176,6 @@ def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.
         if config.init_scheme == "full":
             model = source
         else:
-            from synthpre.init import apply_scheme
-
             model = build_model(config.model, vocab_size=source.config.vocab_size, seed=config.seed)
             apply_scheme(model, source, config.init_scheme, config.seed)
     if model.config.vocab_size < tokenizer.vocab_size:
@@ -182,9 +186,7 @@ def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.
     return model
 
 
-def train_config(config: FinetuneConfig, run_dir: Path, num_val: int) -> Any:
-    from synthpre.train import TrainConfig
-
+def train_config(config: FinetuneConfig, run_dir: Path, num_val: int) -> TrainConfig:
     task = get_downstream_task(config.task)
     by_metric = task.defaults.selection == BEST_VAL_METRIC
     return TrainConfig(
@@ -217,9 +219,6 @@ def generation_hook(
 
 def run_evaluations(run_dir: Path) -> list[dict]:
     """The engine's evaluation records (with their checkpoint names) from the newest checkpoint."""
-    from synthpre.train import newest_valid_checkpoint
-    from synthpre.train.checkpoints import STATE
-
     newest = newest_valid_checkpoint(run_dir / "checkpoints")
     return json.loads((newest / STATE).read_text())["evals"] if newest is not None else []
 
@@ -240,9 +239,6 @@ def select(task: DownstreamTask, evals: list[dict]) -> tuple[dict, str]:
 
 def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """One fine-tuning run at one learning rate; returns (and writes) ``results.json``."""
-    from synthpre.train import train
-    from synthpre.train.engine import check_run_dir, full_config
-
     task = get_downstream_task(config.task)
     train_examples = read_split(task, config, "train")
     val_examples = read_split(task, config, "validation")

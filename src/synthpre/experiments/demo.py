@@ -8,6 +8,7 @@ printed is measured by this run; nothing is hard-coded.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def run_demo(out: Path, more: bool = False, quick: bool = False, console: Consol
     from synthpre.experiments.execute import execute_run
     from synthpre.experiments.runner import register_study, run_study
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     started = time.perf_counter()
     text = yaml.safe_dump(demo_spec(more, quick), sort_keys=False)
     spec = parse_spec(text, "demo spec")
@@ -95,6 +96,12 @@ def _intro(console: Console, spec: Any, out: Path, more: bool) -> None:
         f"Study folder: {out} (an interrupted demo resumes where it stopped; finished runs are kept).\n"
         + ("Expect about 7-10 minutes on 2 CPU cores." if not more else "--more: expect about 40 minutes.")
     )
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores:
+        console.print(
+            f"[yellow]This machine is busy (load {load:.1f} on {cores} cores): expect it to take longer. "
+            "If other programs keep the cores busy, --threads 1 can be several times faster than 2.[/yellow]"
+        )
 
 
 def _write_plots(store: Store, folder: Path) -> list[Path]:

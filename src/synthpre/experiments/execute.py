@@ -8,6 +8,13 @@ decoded on the test split.  Accuracies are stored in percent, like every downstr
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +23,8 @@ from synthpre.experiments.store import Outcome
 
 FRACTION_METRICS = ("val_token_accuracy", "val_sequence_accuracy")  # the engine's; stored x 100
 TEST_DIR = "test"
+REQUEST_FILE = "study_request.json"  # what a launched run must do (``--launcher``)
+OUTCOME_FILE = "study_outcome.json"  # what it reports back
 
 
 def execute_run(run: PlannedRun, run_dir: Path, deps: dict[str, str], resume: bool) -> Outcome:
@@ -26,6 +35,43 @@ def execute_run(run: PlannedRun, run_dir: Path, deps: dict[str, str], resume: bo
     if run.kind == "pretrain":
         return pretrain(run.config, run_dir, resume)
     return finetune(run.config, run_dir, deps, resume)
+
+
+def launched_executor(launcher: str) -> Callable[[PlannedRun, Path, dict[str, str], bool], Outcome]:
+    """Run each run in its own process(es): ``LAUNCHER -m synthpre.experiments.execute RUN_DIR``.
+
+    ``--launcher "accelerate launch --multi_gpu --num_processes 8"`` trains every run on 8 GPUs (DDP);
+    ``--launcher python`` isolates runs (a crash or out-of-memory kills one run, not the study).
+    """
+    prefix = shlex.split(launcher)
+
+    def execute(run: PlannedRun, run_dir: Path, deps: dict[str, str], resume: bool) -> Outcome:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        request = {"kind": run.kind, "config": run.config, "deps": deps, "resume": resume}
+        (run_dir / REQUEST_FILE).write_text(json.dumps(request, indent=1))
+        (run_dir / OUTCOME_FILE).unlink(missing_ok=True)
+        code = subprocess.run(
+            [*prefix, "-m", "synthpre.experiments.execute", str(run_dir)], check=False
+        ).returncode
+        if code != 0 or not (run_dir / OUTCOME_FILE).is_file():
+            raise RuntimeError(f"`{launcher}` exited with code {code} (its output is above)")
+        return Outcome(**json.loads((run_dir / OUTCOME_FILE).read_text()))
+
+    return execute
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry of a launched run: read ``RUN_DIR/study_request.json``, run it, write the outcome (rank 0)."""
+    run_dir = Path((argv or sys.argv[1:])[0])
+    request = json.loads((run_dir / REQUEST_FILE).read_text())
+    run = PlannedRun(request["kind"], request["config"], list(request["deps"]))
+    outcome = execute_run(run, run_dir, request["deps"], request["resume"])
+    if _is_main_process():
+        (run_dir / OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)))
 
 
 def token_space(vocab: str | None):
@@ -101,7 +147,7 @@ def finetune(config: dict[str, Any], run_dir: Path, deps: dict[str, str], resume
     results = finetune_one(finetune_config, resume=resume)
     selected = results["selected"]
     metrics = _percent(selected)
-    if config["test"]["evaluate"]:
+    if config["test"]["evaluate"] and _is_main_process():
         metrics |= {
             f"test_{k}": v for k, v in _test_scores(finetune_config, run_dir, selected, config).items()
         }
@@ -168,3 +214,7 @@ def _curves(evals: dict[int, dict[str, float]]) -> dict[str, list[tuple[int, flo
         for key, value in _percent(row).items():
             curves.setdefault(key, []).append((step, value))
     return curves
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 import synthpre
 from synthpre.errors import UserError
@@ -72,95 +73,94 @@ def run_study(
     console: Console | None = None,
 ) -> StudyReport:
     """Execute this shard's runs (and any pre-training run they need that nobody has started)."""
-    console = console or Console()
-    store = Store(folder)
-    by_hash = {run.hash: run for run in runs}
+    runner = _ShardRunner(
+        folder, runs, executor, f"{shard[0]}/{shard[1]}", console or Console(soft_wrap=True)
+    )
     mine = shard_runs(runs, *shard)
-    shard_name = f"{shard[0]}/{shard[1]}"
-    report = StudyReport([], [], [])
-    provenance = {"synthpre_version": synthpre.__version__, "git_commit": git_commit()}
     try:
         for position, run in enumerate(mine, 1):
-            failed_dep = _ensure_dependencies(store, run, by_hash, executor, folder, shard_name, provenance,
-                                              console, report)  # fmt: skip
-            if failed_dep:
-                if store.claim(run.hash, shard_name) == "claimed":
-                    store.fail(run.hash, f"pre-training run {failed_dep} failed", 0.0)
-                    report.failed.append(run.hash)
-                continue
-            _execute_one(store, run, executor, folder, shard_name, provenance, console, report,
-                         f"[{position}/{len(mine)}]")  # fmt: skip
+            runner.run_with_dependencies(run, f"[{position}/{len(mine)}]")
     finally:
-        store.close()
-    return report
+        runner.store.close()
+    return runner.report
 
 
-def _ensure_dependencies(
-    store: Store, run: PlannedRun, by_hash: dict[str, PlannedRun], executor: Executor, folder: Path,
-    shard_name: str, provenance: dict[str, str], console: Console, report: StudyReport,
-) -> str | None:  # fmt: skip
-    """Make every dependency done (run it here, or wait for its live owner); the failed one's hash, if any."""
-    for dep_hash in run.deps:
+class _ShardRunner:
+    """One ``study run`` process: claims runs in the store, executes them, records their outcome."""
+
+    def __init__(
+        self, folder: Path, runs: list[PlannedRun], executor: Executor, shard: str, console: Console
+    ):
+        self.folder, self.executor, self.shard, self.console = folder, executor, shard, console
+        self.store = Store(folder)
+        self.by_hash = {run.hash: run for run in runs}
+        self.report = StudyReport([], [], [])
+        self.provenance = {"synthpre_version": synthpre.__version__, "git_commit": git_commit()}
+
+    def run_with_dependencies(self, run: PlannedRun, position: str) -> None:
+        failed_dep = next((dep for dep in run.deps if not self._ensure_done(dep)), None)
+        if failed_dep is None:
+            self._execute(run, position)
+        elif self.store.claim(run.hash, self.shard) == "claimed":
+            self.store.fail(run.hash, f"pre-training run {failed_dep} failed", 0.0)
+            self.report.failed.append(run.hash)
+
+    def _ensure_done(self, dep_hash: str) -> bool:
+        """Run a dependency here, or wait while its live owner runs it; False when it failed."""
         announced = False
         while True:
-            status = store.effective_status(store.run(dep_hash))
-            if status == "done":
-                break
-            if status == "failed":
-                return dep_hash
+            row = self.store.run(dep_hash)
+            status = self.store.effective_status(row)
+            if status in ("done", "failed"):
+                return status == "done"
             if status == "running":
                 if not announced:
-                    console.print(
-                        f"waiting for pre-training run {dep_hash} (owner {store.run(dep_hash)['owner']})"
-                    )
+                    self.console.print(f"waiting for pre-training run {dep_hash} (owner {row['owner']})")
                     announced = True
                 time.sleep(WAIT_POLL_S)
-                continue
-            _execute_one(store, by_hash[dep_hash], executor, folder, shard_name, provenance, console, report,
-                         "[dependency]")  # fmt: skip
-    return None
+            else:
+                self._execute(self.by_hash[dep_hash], "(needed first)")
 
-
-def _execute_one(
-    store: Store, run: PlannedRun, executor: Executor, folder: Path, shard_name: str,
-    provenance: dict[str, str], console: Console, report: StudyReport, position: str,
-) -> None:  # fmt: skip
-    claim = store.claim(run.hash, shard_name)
-    if claim != "claimed":
-        report.skipped.append(run.hash)
-        return
-    row = store.run(run.hash)
-    run_dir = run_dir_of(folder, run)
-    resume = row["attempts"] > 1 and run_dir.exists()
-    console.print(f"{position} {describe(run)}  [dim]{run_dir}{' (resuming)' if resume else ''}[/dim]")
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    store.set_run_dir(run.hash, run_dir)
-    deps = {h: store.run(h)["checkpoint"] for h in run.deps}
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(folder, run.hash, store.owner, stop), daemon=True)
-    beat.start()
-    started = time.perf_counter()
-    try:
-        outcome = executor(run, run_dir, deps, resume)
-    except KeyboardInterrupt:
-        store.release(run.hash, "interrupted by the user")
-        raise
-    except Exception as error:  # a failed run is recorded and the study goes on
+    def _execute(self, run: PlannedRun, position: str) -> None:
+        store = self.store
+        if store.claim(run.hash, self.shard) != "claimed":
+            self.report.skipped.append(run.hash)
+            return
+        run_dir = run_dir_of(self.folder, run)
+        resume = store.run(run.hash)["attempts"] > 1 and run_dir.exists()
+        note = " (resuming)" if resume else ""
+        self.console.print(f"{escape(position)} {escape(describe(run))}  [dim]{run_dir}{note}[/dim]")
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)
+        store.set_run_dir(run.hash, run_dir)
+        deps = {h: store.run(h)["checkpoint"] for h in run.deps}
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=_heartbeat, args=(self.folder, run.hash, store.owner, stop), daemon=True
+        )
+        beat.start()
+        started = time.perf_counter()
+        try:
+            outcome = self.executor(run, run_dir, deps, resume)
+        except KeyboardInterrupt:
+            store.release(run.hash, "interrupted by the user")
+            raise
+        except Exception as error:  # a failed run is recorded and the study goes on
+            wall = time.perf_counter() - started
+            message = "".join(traceback.format_exception_only(error)).strip()
+            store.fail(run.hash, message if isinstance(error, UserError) else traceback.format_exc(), wall)
+            self.console.print(f"[red]  failed after {wall:.0f} s: {escape(message)}[/red]")
+            self.report.failed.append(run.hash)
+            return
+        finally:
+            stop.set()
+            beat.join()
         wall = time.perf_counter() - started
-        message = "".join(traceback.format_exception_only(error)).strip()
-        store.fail(run.hash, message if isinstance(error, UserError) else traceback.format_exc(), wall)
-        console.print(f"[red]  failed after {wall:.0f} s: {message}[/red]")
-        report.failed.append(run.hash)
-        return
-    finally:
-        stop.set()
-        beat.join()
-    wall = time.perf_counter() - started
-    store.finish(run.hash, outcome, wall, provenance)
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val"))
-    console.print(f"  done in {wall:.0f} s (step {outcome.selected_step}, {outcome.selection_rule}): {shown}")
-    report.executed.append(run.hash)
+        store.finish(run.hash, outcome, wall, self.provenance)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val"))
+        rule = escape(outcome.selection_rule)
+        self.console.print(f"  done in {wall:.0f} s (step {outcome.selected_step}, {rule}): {shown}")
+        self.report.executed.append(run.hash)
 
 
 def _heartbeat(folder: Path, run_hash: str, owner: str, stop: threading.Event) -> None:
@@ -186,14 +186,18 @@ def describe(run: PlannedRun) -> str:
 
 
 def study_status(folder: Path) -> tuple[Counter, list[dict]]:
-    """Counts by status (done / running / interrupted / failed / pending) and one dict per run."""
+    """Counts by status (done / running / interrupted / failed / pending) and one dict per run of the
+    study's current spec (runs of an earlier version of the spec stay in the store, unlisted)."""
     if not (folder / "results.sqlite").is_file():
         raise UserError(
             f"{folder} is not a study folder (no results.sqlite); start one with `synthpre study run`"
         )
+    _, runs = load_study(folder)
     store = Store(folder)
     try:
-        rows = [dict(row) | {"status": store.effective_status(row)} for row in store.runs()]
+        rows = [
+            dict(row) | {"status": store.effective_status(row)} for row in store.runs([r.hash for r in runs])
+        ]
     finally:
         store.close()
     return Counter(row["status"] for row in rows), rows

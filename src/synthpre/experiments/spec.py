@@ -210,6 +210,15 @@ class StudySpec(_Strict):
     downstream: Downstream
     report: ReportDefaults = Field(default_factory=ReportDefaults)
 
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        from synthpre.model import get_spec
+
+        for name in value:
+            _as_value_error(get_spec, name)
+        return value
+
     @field_validator("init_schemes")
     @classmethod
     def _known_schemes(cls, value: list[str]) -> list[str]:
@@ -262,6 +271,8 @@ def parse_spec(text: str, source: str = "<spec>") -> StudySpec:
         raise UserError(f"{source}: empty study spec; see docs/studies.md or `synthpre study presets`")
     lines: dict[tuple, int] = {}
     _record_lines(node, (), lines, source)
+    if ("model",) in lines:  # the `model:` shorthand is validated as `models`
+        lines[("models",)] = lines[("model",)]
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise UserError(f"{source}:1: a study spec is a mapping (name:, downstream:, ...)")
@@ -290,7 +301,7 @@ def _record_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], source:
 
 
 def _format_errors(error: ValidationError, lines: dict[tuple, int], source: str) -> str:
-    messages = []
+    messages: list[tuple[int, str]] = []
     for item in error.errors():
         loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
         line = _line_of(loc, lines)
@@ -298,8 +309,8 @@ def _format_errors(error: ValidationError, lines: dict[tuple, int], source: str)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field (see docs/studies.md for the fields of a study spec)"
-        messages.append(f"{source}:{line}: {field}: {message}")
-    return "invalid study spec:\n  " + "\n  ".join(messages)
+        messages.append((line, f"{source}:{line}: {field}: {message}"))
+    return "invalid study spec:\n  " + "\n  ".join(text for _, text in sorted(messages))
 
 
 def _line_of(loc: tuple, lines: dict[tuple, int]) -> int:

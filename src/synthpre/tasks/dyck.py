@@ -170,8 +170,7 @@ def dyck_manifest(params: DyckParams, space: TokenSpace) -> dict:
 register(
     Task(
         name="dyck",
-        definition="Input is a well-nested sentence over head-tail token pairs with spans replaced by "
-        "sentinels (T5 span corruption). Output is each sentinel followed by its span.",
+        definition="T5 span corruption of a well-nested head-tail sentence (Dyck, E.2)",
         generate_block=generate_dyck,
         params_cls=DyckParams,
         check=check_dyck,

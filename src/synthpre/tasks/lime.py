@@ -364,12 +364,9 @@ def lime_manifest(params: LimeParams, space: TokenSpace) -> dict:
 
 
 DEFINITIONS = {
-    INDUCT: "Input is a LIME header, a case dictionary and a result string. Output is a rule string "
-    "that the case dictionary rewrites into the result (induction).",
-    DEDUCT: "Input is a LIME header, a rule string and a case dictionary. Output is the result of "
-    "applying the case dictionary to the rule (deduction).",
-    ABDUCT: "Input is a LIME header, a rule string and a result string. Output is a case dictionary "
-    "that rewrites the rule into the result (abduction).",
+    INDUCT: "the rule that the case dictionary rewrites into the result (LIME induction, E.1)",
+    DEDUCT: "the result of applying the case dictionary to the rule (LIME deduction, E.1)",
+    ABDUCT: "a case dictionary that rewrites the rule into the result (LIME abduction, E.1)",
 }
 
 for _mode, _name in enumerate(MODES):
@@ -389,8 +386,7 @@ for _mode, _name in enumerate(MODES):
 register(
     Task(
         name="lime",
-        definition="The LIME mixture: each example is lime_induct, lime_deduct or lime_abduct "
-        "with equal rates.",
+        definition="lime_induct, lime_deduct or lime_abduct with equal rates (E.1)",
         generate_block=mode_generator(None),
         params_cls=LimeParams,
         check=check_lime,

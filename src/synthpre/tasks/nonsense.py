@@ -431,9 +431,7 @@ def nonsense_token_names(
 register(
     Task(
         name="nonsense_summary",
-        definition="Input is a document of nonsense words. Output is its summary under the transformation "
-        "rules (copy keyword sentences, quotes, bullets, classify, majority, topics, numbers, paraphrase, "
-        "join/break clauses, truncate) that the document's keywords call for (Krishna et al. 2021).",
+        definition="a nonsense document -> its summary under 3 transformation rules (E.3)",
         generate_block=generate_nonsense,
         params_cls=NonsenseParams,
         uses_prefix=False,

@@ -198,8 +198,11 @@ class Task:
 
 
 def add_prefix(examples: Examples, prefix: list[int]) -> Examples:
-    """Prepend the same tokens to every input (vectorized)."""
-    values, offsets = ragged_join([*prefix, (examples.input_values, examples.input_offsets)])
+    """Prepend the same tokens to every input (vectorized; ``np.insert`` is ~3x a ``ragged_join`` here)."""
+    n, k = len(examples), len(prefix)
+    starts = np.repeat(examples.input_offsets[:-1], k)
+    values = np.insert(examples.input_values, starts, np.tile(np.asarray(prefix, np.int32), n))
+    offsets = examples.input_offsets + k * np.arange(n + 1, dtype=np.int64)
     return Examples(values, offsets, examples.target_values, examples.target_offsets)
 
 
@@ -233,8 +236,4 @@ def _load_builtin_tasks() -> None:
     import importlib
 
     for module in ("simple", "lime", "dyck", "nonsense", "text"):
-        try:
-            importlib.import_module(f"synthpre.tasks.{module}")
-        except ModuleNotFoundError as error:  # modules of later issues may not exist yet
-            if error.name != f"synthpre.tasks.{module}":
-                raise
+        importlib.import_module(f"synthpre.tasks.{module}")

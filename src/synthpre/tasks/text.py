@@ -188,8 +188,7 @@ def text_manifest(params: TextParams, space: TokenSpace) -> dict:
 register(
     CorpusTask(
         name="text_span_corruption",
-        definition="Input is a chunk of tokenized natural-language text with spans replaced by sentinels "
-        "(T5 span corruption). Output is each sentinel followed by its span.",
+        definition="T5 span corruption of local text files (natural-language baseline, Table 6)",
         generate_block=generate_text_block,
         params_cls=TextParams,
         uses_prefix=False,

@@ -180,7 +180,14 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Restore model, optimizer and this process's RNG; return the trainer state."""
     load_model_weights(model, path / "model")
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    set_rng_state(torch.load(path / f"rng_rank{rank}.pt", weights_only=True))
+    rng_file = path / f"rng_rank{rank}.pt"
+    if rng_file.is_file():
+        set_rng_state(torch.load(rng_file, weights_only=True))
+    else:  # resumed on more processes than were saved: the data stay exact, dropout masks do not
+        print(
+            f"warning: {path} has no RNG state for process {rank}; dropout continues from the seed",
+            file=sys.stderr,
+        )
     return json.loads((path / STATE).read_text())
 
 

@@ -257,14 +257,14 @@ def train(
     rank, world = accelerator.process_index, accelerator.num_processes
     check_batch_split(config.batch_size, world)
     check_lengths(config, model)
+    if config.dropout is not None:
+        set_dropout(model, config.dropout)
     run_dir = Path(config.out_dir)
     full = full_config(config, model, train_source, val_source, extra_config or {})
     check_run_dir(run_dir, full, resume, overwrite)
     if config.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    if config.dropout is not None:
-        set_dropout(model, config.dropout)
     torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     model.to(accelerator.device)
     optimizer = make_optimizer(config, model)
@@ -410,4 +410,8 @@ def train(
     log.close()
     seconds = time.perf_counter() - started
     accelerator.end_training()
+    if world == 1:  # let a later train() in this process pick another precision (state is a singleton)
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     return TrainResult(run_dir, step, best, last_eval, seconds, (tokens_total - progress["tokens"]) / seconds)
