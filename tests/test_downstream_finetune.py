@@ -214,5 +214,10 @@ def test_cli_tokenizer_train_and_finetune(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "selected checkpoints/step_2" in result.output
+    evaluated = runner.invoke(app, ["evaluate", str(run), "--split", "test", "--beams", "2", "--no-progress"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((run / "eval" / "test-beam2" / "metrics.json").read_text())
+    assert metrics["num_examples"] == 1 and metrics["beams"] == 2 and '"bleu"' in evaluated.output
+    assert len(_read_jsonl(run / "eval" / "test-beam2" / "predictions.jsonl")) == 1
     rerun = runner.invoke(app, args)  # the folder holds a run: refuse, change nothing
     assert isinstance(rerun.exception, UserError) and "--resume" in str(rerun.exception)

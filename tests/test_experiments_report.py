@@ -8,6 +8,7 @@ import pytest
 
 from synthpre.errors import UserError
 from synthpre.experiments.plan import build_plan
+from synthpre.experiments.plots import write_plots
 from synthpre.experiments.report import build_table, gap_closed, render
 from synthpre.experiments.spec import parse_spec
 from synthpre.experiments.store import Outcome, Store
@@ -142,3 +143,21 @@ def test_formats(results: list[dict]) -> None:
 def test_gap_closed() -> None:
     assert gap_closed(75.0, 68.0, 80.0) == pytest.approx(58.333, abs=1e-3)
     assert gap_closed(1.0, 1.0, 1.0) is None
+
+
+def test_plots(tmp_path: Path) -> None:
+    runs = build_plan(parse_spec(SPEC.replace("train_sizes: [100, null]", "train_sizes: [100, 1000]")))
+    store = Store(tmp_path)
+    store.register(runs)
+    for run in runs:
+        store.claim(run.hash, "0/1")
+        size = run.labels.get("train_size") or 0
+        curve = [(10, 20.0), (20, 30.0 + size / 100)]
+        outcome = Outcome({"val_token_accuracy": curve[-1][1]}, 20, "max_val_token_accuracy", None,
+                          {"val_token_accuracy": curve})  # fmt: skip
+        store.finish(run.hash, outcome, 1.0, {"synthpre_version": "0", "git_commit": "abc"})
+    written = write_plots(store, tmp_path / "plots")
+    store.close()
+    assert [p.name for p in written] == ["pretraining_val_accuracy.png", "finetuning_val_accuracy.png",
+                                         "metric_vs_train_size.png"]  # fmt: skip
+    assert all(p.stat().st_size > 1000 for p in written)

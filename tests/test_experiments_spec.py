@@ -44,6 +44,16 @@ def test_malformed_spec_names_the_line_at_fault() -> None:
         ("name: x\nname: y\ndownstream: {tasks: [a]}\n", "study.yaml:2: key 'name' appears twice"),
         ("name: x\ndownstream:\n  tasks: [a\n", "study.yaml:4: not valid YAML"),
         ("name: x\n", "study.yaml:1: downstream: Field required"),
+        ("name: x\nmodel: t5-tinyy\ndownstream: {tasks: [a]}\n", "study.yaml:2: models: unknown model"),
+        (
+            "name: x\npretraining:\n  tasks:\n    Set: {task: set, params: {min_length: 3}}\n"
+            "downstream: {tasks: [smiles_canonicalize]}\n",
+            "study.yaml:4: pretraining.tasks.Set: params of 'set'",
+        ),
+        (
+            "name: x\ndownstream:\n  tasks: [smiles_canonicalize]\n  train: {max_step: 3}\n",
+            "study.yaml:4: downstream.train: 'max_step' is not a FinetuneConfig field",
+        ),
         (
             "name: x\npretraining:\n  seeds: all\ndownstream: {tasks: [a]}\n",
             "study.yaml:3: pretraining.seeds",

@@ -50,6 +50,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # about 700 steps: ~60-90 s of CPU time
 def test_tiny_t5_learns_identity_to_99_percent(tmp_path, one_thread, capsys):
     space = TokenSpace(3, 12)
     task = get_task("identity")
@@ -103,6 +104,8 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
         "0.1",
         "--seed",
         "3",
+        "--keep-last-k",
+        "2",
     ]  # dropout: RNG matters
     command = [sys.executable, "-c", RUN_SCRIPT, "pretrain", *args]
     subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
@@ -130,6 +133,22 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(whole[name], again[name]) for name in whole)
     rows = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "val"] == list(range(10, steps + 1, 10))
+    best = json.loads((killed / "best.json").read_text())
+    kept = {p.name for p in (killed / "checkpoints").iterdir()}
+    assert kept == {
+        f"step_{steps - 10}",
+        f"step_{steps}",
+        Path(best["checkpoint"]).name,
+    }  # keep-last-k + best
+
+
+def launch(processes: int, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``accelerate launch --cpu`` (gloo) of ``synthpre ARGS`` on ``processes`` processes."""
+    script = tmp_path / "synthpre_main.py"
+    script.write_text(RUN_SCRIPT)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--cpu"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    return subprocess.run([*command, *args], capture_output=True, text=True)
 
 
 def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):
@@ -140,20 +159,7 @@ def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):
     runs = {}
     for processes in (1, 2):
         out = tmp_path / f"p{processes}"
-        launch = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            str(processes),
-            "--cpu",
-        ]
-        launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        script = tmp_path / "synthpre_main.py"
-        script.write_text(RUN_SCRIPT)
-        done = subprocess.run(
-            [*launch, str(script), "pretrain", *args, "--out", str(out)], capture_output=True, text=True
-        )
+        done = launch(processes, ["pretrain", *args, "--out", str(out)], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[processes] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     one, two = runs[1], runs[2]
@@ -162,6 +168,10 @@ def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):
         for key in ("loss", "token_accuracy", "val_loss", "val_token_accuracy"):
             if key in a:
                 assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a, b)
+
+    uneven = launch(2, ["pretrain", *args, "--batch-size", "7", "--out", str(tmp_path / "uneven")], tmp_path)
+    assert uneven.returncode != 0 and "batch size 7 is not divisible by the 2 processes" in uneven.stderr
+    assert not (tmp_path / "uneven").exists()
 
 
 def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, capsys, one_thread):

@@ -27,13 +27,15 @@ def write_plots(store: Store, folder: Path) -> list[Path]:
 
 
 def _curves_plot(store: Store, kind: str, path: Path) -> Path | None:
-    """One line per run (fine-tuning: the runs of the first seed on the full training set)."""
+    """One line per run (fine-tuning: the runs of the first seed on the full or largest training set)."""
     import matplotlib.pyplot as plt
 
     rows = [row for row in store.runs() if row["kind"] == kind and row["status"] == "done"]
     if kind == "finetune" and rows:
         first_seed = min(row["seed"] for row in rows)
-        rows = [row for row in rows if row["seed"] == first_seed and row["train_size"] is None]
+        sizes = {row["train_size"] for row in rows}
+        largest = None if None in sizes else max(sizes)
+        rows = [row for row in rows if row["seed"] == first_seed and row["train_size"] == largest]
     several_lrs = len({row["lr"] for row in rows}) > 1
     curves = [(row, store.curves(row["hash"], CURVE_METRIC)) for row in rows]
     curves = [(row, points) for row, points in curves if points]

@@ -78,18 +78,20 @@ class PretrainTask(_Strict):
     """One pre-training data source: a registered task (or a mixture) and its generation parameters."""
 
     task: str | list[str] = Field(description="task name, or several names mixed at equal rates")
-
-    @field_validator("task")
-    @classmethod
-    def _known_tasks(cls, value: str | list[str]) -> str | list[str]:
-        from synthpre.tasks import get_task
-
-        for name in [value] if isinstance(value, str) else value:
-            _as_value_error(get_task, name)
-        return value
-
     params: dict[str, Any] = Field(default_factory=dict, description="generation parameters (min_len, ...)")
     train: dict[str, Any] = Field(default_factory=dict, description="engine overrides for this task only")
+
+    @model_validator(mode="after")
+    def _known_tasks_and_params(self) -> PretrainTask:
+        from synthpre.tasks import get_task
+
+        for name in self.task_names:
+            _as_value_error(get_task, name)
+            try:
+                get_task(name).params_cls(**self.params)
+            except (TypeError, UserError) as error:
+                raise ValueError(f"params of {name!r}: {error}") from None
+        return self
 
     @field_validator("train")
     @classmethod
@@ -107,15 +109,14 @@ class Pretraining(_Strict):
 
     tasks: dict[str, PretrainTask] = Field(default_factory=dict, description="label -> task")
     train: dict[str, Any] = Field(default_factory=dict, description="engine overrides (TrainConfig fields)")
+    # "shared": one pre-training run (seed 0) for all fine-tuning seeds; "per_seed": one per seed, a new
+    # synthetic dataset each time (App. Table 6: "for each seed, a different synthetic pre-training set").
+    seeds: Literal["shared", "per_seed"] = "shared"
 
     @field_validator("train")
     @classmethod
     def _engine_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _check_overrides(value, "synthpre.train", "TrainConfig", STUDY_PRETRAIN_FIELDS)
-
-    # "shared": one pre-training run (seed 0) for all fine-tuning seeds; "per_seed": one per seed, a new
-    # synthetic dataset each time (App. Table 6: "for each seed, a different synthetic pre-training set").
-    seeds: Literal["shared", "per_seed"] = "shared"
 
 
 class Baselines(_Strict):

@@ -183,21 +183,56 @@ def _row_permutations(rng: np.random.Generator, lengths: np.ndarray) -> np.ndarr
     offsets = offsets_from_lengths(lengths)
     # Raw 64-bit draws masked to the middle bits: ~2x cheaper than ``rng.integers`` and a shift.
     keys = rng.bit_generator.random_raw(total) & np.uint64(((1 << random_bits) - 1) << position_bits)
-    keys |= np.repeat(np.arange(n, dtype=np.uint64) << np.uint64(64 - row_bits), lengths)
-    keys |= np.arange(total, dtype=np.uint64) - np.repeat(offsets[:-1].astype(np.uint64), lengths)
+    # row << (64 - row_bits) | position, as one add: (row << ...) - offset, wrapping, plus the flat index
+    row_base = (np.arange(n, dtype=np.uint64) << np.uint64(64 - row_bits)) - offsets[:-1].astype(np.uint64)
+    keys |= np.repeat(row_base, lengths) + np.arange(total, dtype=np.uint64)
     keys.sort()
-    return (keys & np.uint64((1 << position_bits) - 1)).astype(np.int64)
+    return (keys & np.uint64((1 << position_bits) - 1)).view(np.int64)  # small values: same bits
 
 
 def _fixed_size_subsets(rng: np.random.Generator, lengths: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Flags (flat) of a uniform subset of exactly ``sizes[r]`` positions per row: the first
-    ``sizes[r]`` positions of a random permutation (one sort)."""
+    """Flags (flat) of a uniform subset of exactly ``sizes[r]`` positions per row.
+
+    A coin-flip superset (one probability per row, a little above ``sizes / lengths``; rows with too
+    few are flipped again), then the first ``sizes[r]`` members of a random permutation of it: one
+    sort of about ``sizes.sum()`` keys instead of ``lengths.sum()``.  Exact: every step treats the
+    positions of a row alike, so every subset of the size is equally likely.
+    """
     offsets = offsets_from_lengths(lengths)
-    starts = np.repeat(offsets[:-1], lengths)
-    rank = np.arange(offsets[-1]) - starts
-    flags = np.empty(offsets[-1], dtype=bool)
-    flags[starts + _row_permutations(rng, lengths)] = rank < np.repeat(sizes, lengths)
+    share = (sizes + 3 * np.sqrt(sizes) + 2) / np.maximum(lengths, 1)
+    thresholds = np.minimum(share * 2.0**32, 2.0**32 - 1).astype(np.uint32)
+    superset = _coin_flips(rng, lengths, thresholds)
+    counts = _row_counts(superset, offsets)
+    rows = np.flatnonzero(counts < sizes)
+    while len(rows):
+        gather, sub_offsets = ragged_gather_index(offsets, rows)
+        drawn = _coin_flips(rng, np.diff(sub_offsets), thresholds[rows])
+        superset[gather] = drawn
+        counts[rows] = _row_counts(drawn, sub_offsets)
+        rows = rows[counts[rows] < sizes[rows]]
+    members, member_offsets = _where(superset), offsets_from_lengths(counts)
+    first_ranks = _where(np.arange(len(members)) < np.repeat(member_offsets[:-1] + sizes, counts))
+    chosen = np.repeat(member_offsets[:-1], sizes) + _row_permutations(rng, counts)[first_ranks]
+    flags = np.zeros(offsets[-1], dtype=bool)
+    flags[members[chosen]] = True
     return flags
+
+
+def _coin_flips(rng: np.random.Generator, lengths: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Flags (flat), set with probability ``thresholds[r] / 2**32`` in row ``r``: 32-bit uniforms, two
+    per raw 64-bit draw (~2x cheaper than ``rng.random``)."""
+    total = int(lengths.sum())
+    uniforms = rng.bit_generator.random_raw((total + 1) // 2).view(np.uint32)[:total]
+    return uniforms < np.repeat(thresholds, lengths)
+
+
+def _row_coin_flips(rng: np.random.Generator, lengths: np.ndarray) -> np.ndarray:
+    """Flags (flat), each set with one probability ``q ~ U(0, 1)`` per row; so a row's count of set
+    flags is uniform on ``0..lengths[r]`` (Beta-Binomial) and, given the count, every subset is equally
+    likely.  The threshold ``2k + 1``, ``k ~ U[0, 2**31)``, makes ``q = (k + 1/2) / 2**31`` (the
+    midpoint rule: the count is uniform up to ~n**2 / 2**66)."""
+    thresholds = rng.integers(0, 1 << 31, len(lengths), dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    return _coin_flips(rng, lengths, thresholds)
 
 
 def _random_size_subsets(
@@ -208,12 +243,12 @@ def _random_size_subsets(
     ``q ~ U(0, 1)``, which makes the size uniform on ``0..n`` (Beta-Binomial), and rows whose size falls
     outside the range are drawn again."""
     offsets = offsets_from_lengths(lengths)
-    flags = rng.random(offsets[-1]) < np.repeat(rng.random(len(lengths)), lengths)
+    flags = _row_coin_flips(rng, lengths)
     sizes = _row_counts(flags, offsets)
     rows = np.flatnonzero((sizes < smallest) | (sizes > largest))
     while len(rows):
         gather, sub_offsets = ragged_gather_index(offsets, rows)
-        drawn = rng.random(len(gather)) < np.repeat(rng.random(len(rows)), np.diff(sub_offsets))
+        drawn = _row_coin_flips(rng, np.diff(sub_offsets))
         flags[gather] = drawn
         sizes[rows] = _row_counts(drawn, sub_offsets)
         rows = rows[(sizes[rows] < smallest[rows]) | (sizes[rows] > largest[rows])]
@@ -233,10 +268,13 @@ def _with_row_starts(cuts: np.ndarray, totals: np.ndarray) -> np.ndarray:
     return np.insert(cuts, offsets_from_lengths(totals - 1)[:-1], True)
 
 
-def _shuffled_multiset(rng: np.random.Generator, guaranteed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def _shuffled_multiset(
+    rng: np.random.Generator, guaranteed: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels of a uniformly arranged multiset whose label counts are a uniform composition of the
     row length into ``t`` parts, ``t`` = the row's number of ``guaranteed`` flags.  Labels are
-    global: row ``r`` uses ``T[r] .. T[r] + t[r] - 1`` with ``T`` the offsets of ``t``.
+    global: row ``r`` uses ``T[r] .. T[r] + t[r] - 1`` with ``T`` the offsets of ``t``.  Also the
+    flat position where each label first occurs (for ``set``).
 
     Sort-free: the guaranteed positions (a uniform t-subset) carry the labels in order; the others
     are filled by a Polya urn (Dirichlet-multinomial with alpha = 1: the i-th filler copies a uniform
@@ -264,10 +302,15 @@ def _shuffled_multiset(rng: np.random.Generator, guaranteed: np.ndarray, lengths
     while len(pending):
         pointer[pending] = pointer[pointer[pending]]
         pending = pending[~is_root[pointer[pending]]]
+    ball += np.repeat(label_offsets[:-1].astype(np.int32), fill_lengths)  # global labels of the roots
     labels = np.empty(offsets[-1], dtype=np.int32)
-    labels[fill] = (ball + np.repeat(label_offsets[:-1].astype(np.int32), fill_lengths))[pointer]
+    labels[fill] = ball[pointer]
     labels[kept] = np.arange(len(kept), dtype=np.int32)
-    return labels
+    # A label first occurs at its guaranteed position or at an earlier filler, which is a root (a
+    # copy has an earlier filler with the same label): one minimum over the roots only.
+    first = kept.astype(np.int32)
+    np.minimum.at(first, ball[roots], fill[roots].astype(np.int32))  # the same result in any order
+    return labels, first
 
 
 def _later_duplicates(values: np.ndarray, offsets: np.ndarray, space: TokenSpace) -> np.ndarray:
@@ -291,17 +334,32 @@ def _later_duplicates(values: np.ndarray, offsets: np.ndarray, space: TokenSpace
 def _distinct_tokens(rng: np.random.Generator, space: TokenSpace, counts: np.ndarray) -> np.ndarray:
     """``counts[r]`` distinct tokens per row, flat; uniform over ordered tuples of distinct tokens.
 
-    Draw with replacement, then redraw each later duplicate until none remain.  The redraw rule
-    looks only at which positions are equal, never at token values, so the result stays uniform.
+    Draw with replacement, then redraw each later duplicate until it differs from every other token
+    of its row (and from the redraws before it in the same round).  The redraw rule looks only at
+    which tokens are equal, never at their values, so the result stays uniform.
     """
     tokens = _tokens(rng, space, int(counts.sum()))
     offsets = offsets_from_lengths(counts)
     rows = _rows_with_repeats(tokens, offsets, space)
-    while len(rows):
-        gather, sub_offsets = ragged_gather_index(offsets, rows)
-        duplicates = gather[_later_duplicates(tokens[gather], sub_offsets, space)]
-        tokens[duplicates] = _tokens(rng, space, len(duplicates))
-        rows = np.unique(np.searchsorted(offsets, duplicates, side="right") - 1)
+    if not len(rows):
+        return tokens
+    gather, sub_offsets = ragged_gather_index(offsets, rows)
+    duplicates = gather[_later_duplicates(tokens[gather], sub_offsets, space)]
+    # The (row, value) keys present in these rows, sorted; redraws are checked against them (few).
+    row_keys = np.searchsorted(offsets, duplicates, side="right") - 1
+    row_keys *= space.num_content
+    present = np.repeat(rows * space.num_content, np.diff(sub_offsets)) + (tokens[gather] - space.lo)
+    present.sort()
+    pending = np.arange(len(duplicates))
+    while len(pending):
+        drawn = _tokens(rng, space, len(pending))
+        keys = row_keys[pending] + (drawn - space.lo)
+        taken = present[np.minimum(np.searchsorted(present, keys), len(present) - 1)] == keys
+        order = np.argsort(keys, kind="stable")
+        taken[order[1:]] |= keys[order[1:]] == keys[order[:-1]]  # a redraw repeats an earlier one
+        tokens[duplicates[pending[~taken]]] = drawn[~taken]
+        present = np.sort(np.concatenate([present, keys[~taken]]))
+        pending = pending[taken]
     return tokens
 
 
@@ -330,15 +388,12 @@ def _numbers(space: TokenSpace, numbers: np.ndarray) -> tuple[np.ndarray, np.nda
     return space.digit_ids[digits], offsets
 
 
-def _kept_or_empty(
-    values: np.ndarray, keep: np.ndarray, offsets: np.ndarray, empty: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the kept values in order; a row with none gets the single ``empty`` token."""
-    counts = _row_counts(keep, offsets)
-    kept = values[_where(keep)]
+def _rows_or_empty(values: np.ndarray, counts: np.ndarray, empty: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``counts[r]`` values (ragged); a row with none gets the single ``empty`` token."""
     empty_rows = np.flatnonzero(counts == 0)
-    kept = np.insert(kept, offsets_from_lengths(counts)[empty_rows], empty).astype(np.int32)
-    return kept, offsets_from_lengths(np.maximum(counts, 1))
+    if len(empty_rows):
+        values = np.insert(values, offsets_from_lengths(counts)[empty_rows], empty)
+    return values.astype(np.int32, copy=False), offsets_from_lengths(np.maximum(counts, 1))
 
 
 def _join(
@@ -441,24 +496,14 @@ def generate_length(params: SimpleParams, space: TokenSpace, rng: np.random.Gene
 # Multisets of t distinct tokens in runs (G.1 set, G.3 sort, G.12 deduplicate)
 
 
-def _first_occurrences(labels: np.ndarray, num_labels: int) -> np.ndarray:
-    """Flags of the positions where a label occurs for the first time (labels are global ids)."""
-    position = np.arange(len(labels), dtype=np.int32)
-    first = np.full(num_labels, len(labels), dtype=np.int32)
-    np.minimum.at(first, labels, position)  # a minimum: the same result in any order
-    return first[labels] == position
-
-
 def generate_set(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
     lengths = _payload_lengths(rng, params, n)
     guaranteed, distinct = _random_size_subsets(rng, lengths, np.ones(n, np.int64), lengths - 1)  # 1 <= t < l
     offsets = offsets_from_lengths(lengths)
-    token_offsets = offsets_from_lengths(distinct)
-    labels = _shuffled_multiset(rng, guaranteed, lengths)
+    labels, first = _shuffled_multiset(rng, guaranteed, lengths)
     inputs = _distinct_tokens(rng, space, distinct)[labels]
-    return _examples(
-        (inputs, offsets), (inputs[_where(_first_occurrences(labels, token_offsets[-1]))], token_offsets)
-    )
+    first.sort()  # flat positions sorted: rows in order, each in order of first occurrence
+    return _examples((inputs, offsets), (inputs[first], offsets_from_lengths(distinct)))
 
 
 def generate_deduplicate(
@@ -469,9 +514,9 @@ def generate_deduplicate(
     cuts, num_cuts = _random_size_subsets(rng, lengths - 1, np.zeros(n, np.int64), lengths - 2)
     distinct = num_cuts + 1
     starts = np.flatnonzero(_with_row_starts(cuts, lengths))
-    runs = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, lengths.sum())))
     tokens = _distinct_tokens(rng, space, distinct)
-    return _examples((tokens[runs], offsets_from_lengths(lengths)), (tokens, offsets_from_lengths(distinct)))
+    inputs = np.repeat(tokens, np.diff(np.append(starts, lengths.sum())))
+    return _examples((inputs, offsets_from_lengths(lengths)), (tokens, offsets_from_lengths(distinct)))
 
 
 def generate_sort(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
@@ -480,12 +525,12 @@ def generate_sort(params: SimpleParams, space: TokenSpace, rng: np.random.Genera
     first_lengths = lengths - 1 - distinct
     order_offsets = offsets_from_lengths(distinct)
     guaranteed = _fixed_size_subsets(rng, first_lengths, distinct)
-    labels = _shuffled_multiset(rng, guaranteed, first_lengths)
+    labels, _ = _shuffled_multiset(rng, guaranteed, first_lengths)
     tokens = _distinct_tokens(rng, space, distinct)
     first_offsets = offsets_from_lengths(first_lengths)
     inputs = _join((tokens[labels], first_offsets), space.arg_sep, (tokens, order_offsets))
-    in_order = np.repeat(np.arange(order_offsets[-1]), np.bincount(labels, minlength=order_offsets[-1]))
-    return _examples(inputs, (tokens[in_order], first_offsets))
+    sorted_sequence = np.repeat(tokens, np.bincount(labels, minlength=order_offsets[-1]))
+    return _examples(inputs, (sorted_sequence, first_offsets))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,56 +542,59 @@ def _set_pair(
     space: TokenSpace,
     rng: np.random.Generator,
     n: int,
-    keep: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    keep: Callable[[np.ndarray, np.ndarray], np.ndarray],
 ) -> Examples:
     """``l = l1 + 1 + l2`` (l1, l2 >= 1), both drawn from a pool of ``(l - 1) // 2`` distinct tokens.
 
-    ``keep(is_first, in_first_sequence, in_second_sequence)`` picks, per position of the payload,
-    the tokens of the output (which keeps them in order of first occurrence).
+    ``keep(in_first_sequence, in_second_sequence)`` picks, per pool token, those of the output; they
+    are output at their first occurrence in the payload, so in order of first occurrence.
     """
     lengths = _payload_lengths(rng, params, n)
     first_lengths = rng.integers(1, lengths - 1)
     pool_sizes = (lengths - 1) // 2
     pool = _distinct_tokens(rng, space, pool_sizes)
-    # Laid out as the payload: sequence 1, a separator slot, sequence 2.
+    pool_offsets = offsets_from_lengths(pool_sizes)
+    # Laid out as the payload: sequence 1, a separator slot, sequence 2 (int32, np.repeat: cheap).
     offsets = offsets_from_lengths(lengths)
-    # Per position, int32 and np.repeat (cheaper than gathers by row id).
-    position = np.arange(offsets[-1], dtype=np.int32)
+    total = int(offsets[-1])
+    position = np.arange(total, dtype=np.int32)
     separators = offsets[:-1] + first_lengths
-    in_first = position < np.repeat(separators.astype(np.int32), lengths)
-    pool_index = np.repeat(offsets_from_lengths(pool_sizes)[:-1].astype(np.int32), lengths)
+    pool_index = np.repeat(pool_offsets[:-1].astype(np.int32), lengths)
     pool_index += _below(rng, np.repeat(pool_sizes.astype(np.int32), lengths))
     pool_index[separators] = len(pool)  # a label of its own that is never output
-    first_position = np.full(len(pool) + 1, offsets[-1], dtype=np.int32)
-    np.minimum.at(first_position, pool_index, position)
-    first_position[-1] = -1
-    is_first = first_position[pool_index] == position
-    pool_in_second = np.zeros(len(pool) + 1, dtype=bool)
-    pool_in_second[pool_index[~in_first]] = True
     values = np.append(pool, np.int32(space.arg_sep))[pool_index]
-    kept = keep(is_first, in_first, pool_in_second[pool_index])
-    return _examples((values, offsets), _kept_or_empty(values, kept, offsets, space.empty))
+    # Per pool token: where it first occurs (``total`` if nowhere) and whether it is in each sequence.
+    first_position = np.full(len(pool) + 1, total, dtype=np.int32)
+    np.minimum.at(first_position, pool_index, position)  # a minimum: the same result in any order
+    first_position = first_position[:-1]
+    in_first = first_position < np.repeat(separators, pool_sizes)
+    in_second = np.zeros(len(pool) + 1, dtype=bool)
+    in_second[pool_index[_where(position > np.repeat(separators.astype(np.int32), lengths))]] = True
+    output = keep(in_first, in_second[:-1])
+    # Flat positions sorted are rows in order, each in position order (a small sort of int32).
+    output_positions = np.sort(first_position[_where(output)])
+    counts = np.add.reduceat(output, pool_offsets[:-1], dtype=np.int64)  # every pool is non-empty
+    return _examples((values, offsets), _rows_or_empty(values[output_positions], counts, space.empty))
 
 
 def generate_union(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
-    return _set_pair(params, space, rng, n, lambda first, in1, in2: first)
+    return _set_pair(params, space, rng, n, lambda in1, in2: in1 | in2)
 
 
 def generate_intersect(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
-    return _set_pair(params, space, rng, n, lambda first, in1, in2: first & in1 & in2)
+    return _set_pair(params, space, rng, n, lambda in1, in2: in1 & in2)
 
 
 def generate_set1_minus_set2(
     params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
 ) -> Examples:
-    return _set_pair(params, space, rng, n, lambda first, in1, in2: first & in1 & ~in2)
+    return _set_pair(params, space, rng, n, lambda in1, in2: in1 & ~in2)
 
 
 def generate_set2_minus_set1(
     params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int
 ) -> Examples:
-    # A first occurrence inside sequence 2 is a token that sequence 1 lacks.
-    return _set_pair(params, space, rng, n, lambda first, in1, in2: first & ~in1)
+    return _set_pair(params, space, rng, n, lambda in1, in2: in2 & ~in1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,7 +619,7 @@ def generate_replace(params: SimpleParams, space: TokenSpace, rng: np.random.Gen
         pending = pending[~accepted]
     new = _tokens(rng, space, n)
     target = sequence.copy()
-    replaced = _where(sequence == old[rows])
+    replaced = _where(sequence == np.repeat(old, first_lengths))
     target[replaced] = new[rows[replaced]]
     pair = np.stack([old, new], axis=1).ravel()
     inputs = _join((sequence, offsets), space.arg_sep, (pair, np.arange(n + 1) * 2))
@@ -579,20 +627,18 @@ def generate_replace(params: SimpleParams, space: TokenSpace, rng: np.random.Gen
 
 
 def generate_count(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
-    first_lengths = _payload_lengths(rng, params, n) - 2
-    offsets = offsets_from_lengths(first_lengths)
-    rows = _row_ids(first_lengths)
+    # Laid out as the payload: sequence 1 (l - 2 tokens), the separator, the counted token.
+    lengths = _payload_lengths(rng, params, n)
+    offsets = offsets_from_lengths(lengths)
     counted = _tokens(rng, space, n)
-    # A Binomial(l1, p) count with p ~ U(0, 1) is uniform on 0..l1, at uniform positions.
-    share = rng.random(n)
-    is_counted = rng.random(len(rows)) < share[rows]
-    others = rng.integers(0, space.num_content - 1, len(rows), dtype=np.int32) + space.lo
-    others += others >= counted[rows]  # skip the counted token: its count is exactly c
-    sequence = others.astype(np.int32)
-    counted_positions = _where(is_counted)
-    sequence[counted_positions] = counted[rows[counted_positions]]
-    inputs = _join((sequence, offsets), space.arg_sep, _single_tokens(counted))
-    return _examples(inputs, _numbers(space, _row_counts(is_counted, offsets)))
+    row_counted = np.repeat(counted, lengths)
+    is_counted = _row_coin_flips(rng, lengths)  # over sequence 1: a count uniform on 0..l1, uniform places
+    is_counted[offsets[1:] - 2] = is_counted[offsets[1:] - 1] = False
+    payload = rng.integers(space.lo, space.hi, int(offsets[-1]), dtype=np.int32)
+    payload += payload >= row_counted  # skip the counted token: its count is exactly c
+    np.copyto(payload, row_counted, where=is_counted)
+    payload[offsets[1:] - 2], payload[offsets[1:] - 1] = space.arg_sep, counted
+    return _examples((payload, offsets), _numbers(space, _row_counts(is_counted, offsets)))
 
 
 def generate_longest_word(
@@ -601,15 +647,16 @@ def generate_longest_word(
     lengths = _payload_lengths(rng, params, n)
     words = rng.integers(1, (lengths + 1) // 2 + 1)  # w words need w + (w - 1) <= l
     word_lengths = _compositions(rng, lengths - words + 1, words)
-    # Each word plus a trailing separator, then the last separator of every row is dropped.
-    slot_offsets = offsets_from_lengths(word_lengths + 1)
-    values = _tokens(rng, space, int(slot_offsets[-1]))
-    values[slot_offsets[1:] - 1] = space.word_sep
-    row_ends = offsets_from_lengths(lengths + 1)[1:] - 1
-    keep = np.ones(len(values), dtype=bool)
-    keep[row_ends] = False
-    longest = np.maximum.reduceat(word_lengths, offsets_from_lengths(words)[:-1])
-    return _examples((values[keep], offsets_from_lengths(lengths)), _numbers(space, longest))
+    offsets, word_offsets = offsets_from_lengths(lengths), offsets_from_lengths(words)
+    values = _tokens(rng, space, int(offsets[-1]))
+    # Each word plus a trailing separator, laid out flat, would put row r at offset + r: a separator
+    # ends every word but the last of its row.
+    separators = np.cumsum(word_lengths + 1) - 1 - np.repeat(np.arange(n), words)
+    is_last = np.zeros(len(word_lengths), dtype=bool)
+    is_last[word_offsets[1:] - 1] = True
+    values[separators[~is_last]] = space.word_sep
+    longest = np.maximum.reduceat(word_lengths, word_offsets[:-1])
+    return _examples((values, offsets), _numbers(space, longest))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,25 +673,26 @@ def _first_matches(
     """
     n = len(hay_offsets) - 1
     hay_lengths, needle_lengths = np.diff(hay_offsets), np.diff(needle_offsets)
-    rows = _row_ids(hay_lengths)
-    start = np.arange(len(hay)) - hay_offsets[rows]
-    last_start = np.minimum(stop, hay_lengths - needle_lengths + 1)
-    candidates = np.flatnonzero((start < last_start[rows]) & (hay == needle[needle_offsets[:-1]][rows]))
+    last_start = hay_offsets[:-1] + np.minimum(stop, hay_lengths - needle_lengths + 1)  # flat, exclusive
+    position = np.arange(len(hay), dtype=np.int32)
+    first_token = np.repeat(needle[needle_offsets[:-1]], hay_lengths)
+    candidates = np.flatnonzero((position < np.repeat(last_start, hay_lengths)) & (hay == first_token))
+    rows = np.searchsorted(hay_offsets, candidates, side="right") - 1  # per candidate (few)
     found = []
     k = 1
     while len(candidates):
-        candidate_rows = rows[candidates]
-        complete = needle_lengths[candidate_rows] <= k
+        complete = needle_lengths[rows] <= k
         found.append(candidates[complete])
-        candidates, candidate_rows = candidates[~complete], candidate_rows[~complete]
-        candidates = candidates[hay[candidates + k] == needle[needle_offsets[candidate_rows] + k]]
+        candidates, rows = candidates[~complete], rows[~complete]
+        matching = hay[candidates + k] == needle[needle_offsets[rows] + k]
+        candidates, rows = candidates[matching], rows[matching]
         k += 1
     first = np.full(n, -1, dtype=np.int64)
     matches = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
-    match_rows = rows[matches]
+    match_rows = np.searchsorted(hay_offsets, matches, side="right") - 1
     is_first = np.ones(len(matches), dtype=bool)
     is_first[1:] = match_rows[1:] != match_rows[:-1]
-    first[match_rows[is_first]] = start[matches[is_first]]
+    first[match_rows[is_first]] = matches[is_first] - hay_offsets[match_rows[is_first]]
     return first
 
 

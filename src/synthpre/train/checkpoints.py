@@ -127,6 +127,14 @@ def remove_checkpoint(path: Path) -> None:
     shutil.rmtree(trash)
 
 
+def remove_leftovers(root: Path) -> None:
+    """Delete the temporary and half-deleted folders a killed run may have left."""
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def checkpoint_steps(root: Path) -> list[int]:
     """Steps of the folders named ``step_N`` under ``root``, newest first (not yet verified)."""
     if not root.is_dir():

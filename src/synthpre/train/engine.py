@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,18 @@ def _identity(full: dict) -> dict:
     return {**full, "train": train, "model": model}
 
 
+def _differences(old: dict, new: dict) -> list[str]:
+    """Dotted names of the settings that differ (one level into nested blocks)."""
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            names.append(key)
+    return names
+
+
 def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> None:
     """Refuse (``UserError``, nothing written) to mix two runs in one folder."""
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
@@ -160,11 +173,9 @@ def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> N
     config_file = run_dir / "config.json"
     if not config_file.is_file():
         raise UserError(f"cannot resume {run_dir}: it has no config.json; use --overwrite to start over")
-    old = json.loads(config_file.read_text())
-    if _identity(old) != _identity(json.loads(json.dumps(full))):
-        changed = sorted(
-            k for k in full if _identity(old).get(k) != _identity(json.loads(json.dumps(full)))[k]
-        )
+    old, new = _identity(json.loads(config_file.read_text())), _identity(json.loads(json.dumps(full)))
+    if old != new:
+        changed = _differences(old, new)
         raise UserError(
             f"cannot resume {run_dir}: its config.json differs from this run's in {changed}; "
             "resume with the same settings, or use --overwrite / another --out"
@@ -173,8 +184,6 @@ def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> N
 
 def clear_run_dir(run_dir: Path) -> None:
     """Remove the files of a previous run (``--overwrite``); other files in the folder stay."""
-    import shutil
-
     for name in RUN_FILES:
         path = run_dir / name
         if path.is_dir():
@@ -278,6 +287,7 @@ def train(
             clear_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(run_dir / "config.json", full)
+        ckpt.remove_leftovers(ckpt_root)
     accelerator.wait_for_everyone()
     newest = ckpt.newest_valid_checkpoint(ckpt_root) if resume else None
     if newest is not None:
