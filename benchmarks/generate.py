@@ -102,10 +102,16 @@ def _set_op(keep: Callable[[list[int], list[int]], list[int]]) -> Callable[[rand
     return generate
 
 
+def _kept(tokens: list[int], other: list[int], present: bool) -> list[int]:
+    """Distinct ``tokens`` in order of first occurrence that are (not) in ``other`` (one set, built once)."""
+    other_set = set(other)
+    return [t for t in dict.fromkeys(tokens) if (t in other_set) == present]
+
+
 py_union = _set_op(lambda a, b: list(dict.fromkeys(a + b)))
-py_intersect = _set_op(lambda a, b: [t for t in dict.fromkeys(a) if t in set(b)])
-py_set1_minus_set2 = _set_op(lambda a, b: [t for t in dict.fromkeys(a) if t not in set(b)])
-py_set2_minus_set1 = _set_op(lambda a, b: [t for t in dict.fromkeys(b) if t not in set(a)])
+py_intersect = _set_op(lambda a, b: _kept(a, b, True))
+py_set1_minus_set2 = _set_op(lambda a, b: _kept(a, b, False))
+py_set2_minus_set1 = _set_op(lambda a, b: _kept(b, a, False))
 
 
 def _sequence(rng: random.Random) -> list[int]:

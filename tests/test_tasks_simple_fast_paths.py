@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import random
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from synthpre.tasks import get_task
 from synthpre.tasks.registry import Examples, add_prefix, offsets_from_lengths, ragged_join
 from synthpre.tasks.simple import _join, _rows_with_repeats
 from synthpre.tokens import TokenSpace
@@ -40,3 +45,21 @@ def test_rows_with_repeats_finds_every_row_with_a_repeat(space: TokenSpace) -> N
     assert set(rows.tolist()) >= set(repeated)
     if space.num_content <= 2**22:
         assert rows.tolist() == repeated
+
+
+def test_benchmark_pure_python_generators_match_the_solvers() -> None:
+    """The benchmark's pure-Python baselines generate the same tasks (valid targets, lengths in range)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "generate.py"
+    spec = importlib.util.spec_from_file_location("benchmark_generate", path)
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    space = TokenSpace()
+    for name, generate in benchmark.PURE_PYTHON.items():
+        task, rng = get_task(name), random.Random(0)
+        params = task.params_cls()
+        for _ in range(50):
+            payload, target = generate(rng)
+            inputs = np.array([*space.prefix_ids(name), space.task_sep, *payload], dtype=np.int32)
+            assert params.min_len <= len(payload) <= params.max_len
+            assert task.solve(inputs, params, space).tolist() == target, name

@@ -143,12 +143,18 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
 
 
 def launch(processes: int, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    """``accelerate launch --cpu`` (gloo) of ``synthpre ARGS`` on ``processes`` processes."""
+    """``accelerate launch`` of ``synthpre ARGS`` on ``processes`` CPU processes (DDP over gloo).
+
+    ``--cpu`` would start a single process (accelerate needs MPI for several CPU processes);
+    ``--multi_gpu`` starts them with torchrun, and the engine picks gloo when CUDA is absent.
+    """
     script = tmp_path / "synthpre_main.py"
     script.write_text(RUN_SCRIPT)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--cpu"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+    command += ["--multi_gpu"] if processes > 1 else []
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
-    return subprocess.run([*command, *args], capture_output=True, text=True)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env)
 
 
 def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):
@@ -161,6 +167,9 @@ def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):
         out = tmp_path / f"p{processes}"
         done = launch(processes, ["pretrain", *args, "--out", str(out)], tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
+        assert (
+            out / "checkpoints" / "step_6" / f"rng_rank{processes - 1}.pt"
+        ).is_file()  # really N processes
         runs[processes] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     one, two = runs[1], runs[2]
     assert [r["step"] for r in one] == [r["step"] for r in two]

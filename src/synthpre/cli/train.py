@@ -126,10 +126,12 @@ def pretrain(
     1/sqrt(max(step, 10^4)) schedule, batch 128, lengths 512, dropout 0.1, evaluation and checkpoints
     every 5,000 steps, best.json = first checkpoint with >= 99% validation token accuracy).
 
-    Several processes or GPUs: `accelerate launch [--num_processes N] $(which synthpre) pretrain ...`
-    (same global batch).  Example on a CPU: `synthpre pretrain --task set --model t5-tiny --vocab 3:127
-    --min-len 5 --max-len 30 --batch-size 64 --dropout 0 --max-input-len 64 --max-target-len 64
-    --eval-every 500 --save-every 500 --stop-at-threshold --out runs/set-tiny`.
+    Several processes or GPUs: `accelerate launch --multi_gpu --num_processes N $(which synthpre)
+    pretrain ...` (same global batch; without CUDA the processes run on CPUs over gloo).
+
+    CPU example: `synthpre pretrain --task set --model t5-tiny --vocab 3:127 --min-len 5 --max-len 30
+    --batch-size 64 --dropout 0 --max-input-len 64 --max-target-len 64 --bucket-steps 16
+    --eval-every 200 --num-val-examples 1000 --stop-at-threshold --out runs/set-tiny`.
     """
     given = {
         k: v for k, v in locals().items() if v is not None and k not in ("config", "resume", "overwrite")
@@ -182,7 +184,7 @@ def run_pretraining(settings: dict[str, Any], task_params: dict[str, Any], resum
             f"--vocab {space.lo}:{space.hi} needs {space.vocab_size} token ids but {model_name} has "
             f"{vocab_size}; lower HI to at most {vocab_size - 101}"
         )
-    model = build_model(model_name, vocab_size=vocab_size, seed=train_config.seed)
+    model = build_model(model_name, vocab_size, dropout_rate=train_config.dropout, seed=train_config.seed)
     extra = {"command": "pretrain", "model_name": model_name, "task": names, "task_params": task_params}
     result = train(
         train_config,

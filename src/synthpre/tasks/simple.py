@@ -269,12 +269,16 @@ def _with_row_starts(cuts: np.ndarray, totals: np.ndarray) -> np.ndarray:
 
 
 def _shuffled_multiset(
-    rng: np.random.Generator, guaranteed: np.ndarray, lengths: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    rng: np.random.Generator,
+    guaranteed: np.ndarray,
+    lengths: np.ndarray,
+    distinct: np.ndarray,
+    first_occurrences: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels of a uniformly arranged multiset whose label counts are a uniform composition of the
-    row length into ``t`` parts, ``t`` = the row's number of ``guaranteed`` flags.  Labels are
-    global: row ``r`` uses ``T[r] .. T[r] + t[r] - 1`` with ``T`` the offsets of ``t``.  Also the
-    flat position where each label first occurs (for ``set``).
+    row length into ``t`` parts, ``t = distinct[r]`` = the row's number of ``guaranteed`` flags.
+    Labels are global: row ``r`` uses ``T[r] .. T[r] + t[r] - 1`` with ``T`` the offsets of ``t``.
+    With ``first_occurrences``, also the flat position where each label first occurs (for ``set``).
 
     Sort-free: the guaranteed positions (a uniform t-subset) carry the labels in order; the others
     are filled by a Polya urn (Dirichlet-multinomial with alpha = 1: the i-th filler copies a uniform
@@ -283,8 +287,6 @@ def _shuffled_multiset(
     one guaranteed copy per label this makes the counts uniform over compositions (issue 2) and the
     arrangement uniform, because tokens are assigned to labels at random.
     """
-    offsets = offsets_from_lengths(lengths)
-    distinct = _row_counts(guaranteed, offsets)
     label_offsets = offsets_from_lengths(distinct)
     fill, kept = _where(~guaranteed), _where(guaranteed)
     fill_lengths = lengths - distinct
@@ -298,14 +300,18 @@ def _shuffled_multiset(
     roots = _where(is_root)
     pointer[roots] = roots  # ... or itself for a root (faster than np.where on random flags)
     # Pointer doubling, O(log depth) rounds, each over the fillers that do not yet point at a root.
+    # (np.take: fancy indexing with int32 indices is ~3x slower than with int64 ones.)
     pending = _where(~is_root)
     while len(pending):
-        pointer[pending] = pointer[pointer[pending]]
-        pending = pending[~is_root[pointer[pending]]]
+        jumped = np.take(pointer, np.take(pointer, pending))
+        pointer[pending] = jumped
+        pending = pending[~np.take(is_root, jumped)]
     ball += np.repeat(label_offsets[:-1].astype(np.int32), fill_lengths)  # global labels of the roots
-    labels = np.empty(offsets[-1], dtype=np.int32)
-    labels[fill] = ball[pointer]
+    labels = np.empty(len(guaranteed), dtype=np.int32)
+    labels[fill] = np.take(ball, pointer)
     labels[kept] = np.arange(len(kept), dtype=np.int32)
+    if not first_occurrences:
+        return labels, None
     # A label first occurs at its guaranteed position or at an earlier filler, which is a root (a
     # copy has an earlier filler with the same label): one minimum over the roots only.
     first = kept.astype(np.int32)
@@ -470,7 +476,8 @@ def generate_reverse(params: SimpleParams, space: TokenSpace, rng: np.random.Gen
 
 def generate_duplicate(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
     values, offsets = _iid_sequences(rng, params, space, n)
-    return _examples((values, offsets), (np.repeat(values, 2), offsets * 2))
+    twice = np.stack([values, values], axis=1).ravel()  # ~2x faster than np.repeat(values, 2)
+    return _examples((values, offsets), (twice, offsets * 2))
 
 
 def generate_first_token(
@@ -500,10 +507,11 @@ def generate_set(params: SimpleParams, space: TokenSpace, rng: np.random.Generat
     lengths = _payload_lengths(rng, params, n)
     guaranteed, distinct = _random_size_subsets(rng, lengths, np.ones(n, np.int64), lengths - 1)  # 1 <= t < l
     offsets = offsets_from_lengths(lengths)
-    labels, first = _shuffled_multiset(rng, guaranteed, lengths)
-    inputs = _distinct_tokens(rng, space, distinct)[labels]
+    labels, first = _shuffled_multiset(rng, guaranteed, lengths, distinct, first_occurrences=True)
+    assert first is not None
+    inputs = np.take(_distinct_tokens(rng, space, distinct), labels)
     first.sort()  # flat positions sorted: rows in order, each in order of first occurrence
-    return _examples((inputs, offsets), (inputs[first], offsets_from_lengths(distinct)))
+    return _examples((inputs, offsets), (np.take(inputs, first), offsets_from_lengths(distinct)))
 
 
 def generate_deduplicate(
@@ -525,10 +533,10 @@ def generate_sort(params: SimpleParams, space: TokenSpace, rng: np.random.Genera
     first_lengths = lengths - 1 - distinct
     order_offsets = offsets_from_lengths(distinct)
     guaranteed = _fixed_size_subsets(rng, first_lengths, distinct)
-    labels, _ = _shuffled_multiset(rng, guaranteed, first_lengths)
+    labels, _ = _shuffled_multiset(rng, guaranteed, first_lengths, distinct)
     tokens = _distinct_tokens(rng, space, distinct)
     first_offsets = offsets_from_lengths(first_lengths)
-    inputs = _join((tokens[labels], first_offsets), space.arg_sep, (tokens, order_offsets))
+    inputs = _join((np.take(tokens, labels), first_offsets), space.arg_sep, (tokens, order_offsets))
     sorted_sequence = np.repeat(tokens, np.bincount(labels, minlength=order_offsets[-1]))
     return _examples(inputs, (sorted_sequence, first_offsets))
 
@@ -554,15 +562,15 @@ def _set_pair(
     pool_sizes = (lengths - 1) // 2
     pool = _distinct_tokens(rng, space, pool_sizes)
     pool_offsets = offsets_from_lengths(pool_sizes)
-    # Laid out as the payload: sequence 1, a separator slot, sequence 2 (int32, np.repeat: cheap).
+    # Laid out as the payload: sequence 1, a separator slot, sequence 2 (np.repeat: cheaper than gathers).
     offsets = offsets_from_lengths(lengths)
     total = int(offsets[-1])
     position = np.arange(total, dtype=np.int32)
     separators = offsets[:-1] + first_lengths
-    pool_index = np.repeat(pool_offsets[:-1].astype(np.int32), lengths)
+    pool_index = np.repeat(pool_offsets[:-1], lengths)  # int64: it indexes scatters below
     pool_index += _below(rng, np.repeat(pool_sizes.astype(np.int32), lengths))
     pool_index[separators] = len(pool)  # a label of its own that is never output
-    values = np.append(pool, np.int32(space.arg_sep))[pool_index]
+    values = np.take(np.append(pool, np.int32(space.arg_sep)), pool_index)
     # Per pool token: where it first occurs (``total`` if nowhere) and whether it is in each sequence.
     first_position = np.full(len(pool) + 1, total, dtype=np.int32)
     np.minimum.at(first_position, pool_index, position)  # a minimum: the same result in any order
@@ -574,7 +582,8 @@ def _set_pair(
     # Flat positions sorted are rows in order, each in position order (a small sort of int32).
     output_positions = np.sort(first_position[_where(output)])
     counts = np.add.reduceat(output, pool_offsets[:-1], dtype=np.int64)  # every pool is non-empty
-    return _examples((values, offsets), _rows_or_empty(values[output_positions], counts, space.empty))
+    output_values = np.take(values, output_positions)
+    return _examples((values, offsets), _rows_or_empty(output_values, counts, space.empty))
 
 
 def generate_union(params: SimpleParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
@@ -605,22 +614,24 @@ def generate_replace(params: SimpleParams, space: TokenSpace, rng: np.random.Gen
     first_lengths = _payload_lengths(rng, params, n) - 3
     offsets = offsets_from_lengths(first_lengths)
     sequence = _tokens(rng, space, int(offsets[-1]))
-    rows = _row_ids(first_lengths)
     # t1 uniform over the SET of tokens of sequence 1: a uniform position, kept with 1/count.
     old = np.empty(n, dtype=np.int32)
     pending = np.arange(n)
     while len(pending):
         candidate = sequence[offsets[pending] + _below(rng, first_lengths[pending])]
-        gather, sub_offsets = ragged_gather_index(offsets, pending)
-        sub_rows = _row_ids(np.diff(sub_offsets))
-        count = np.bincount(sub_rows[sequence[gather] == candidate[sub_rows]], minlength=len(pending))
+        if len(pending) == n:  # the first round: every row, no gather
+            values, sub_offsets = sequence, offsets
+        else:
+            gather, sub_offsets = ragged_gather_index(offsets, pending)
+            values = sequence[gather]
+        count = _row_counts(values == np.repeat(candidate, np.diff(sub_offsets)), sub_offsets)
         accepted = rng.random(len(pending)) * count < 1
         old[pending[accepted]] = candidate[accepted]
         pending = pending[~accepted]
     new = _tokens(rng, space, n)
     target = sequence.copy()
     replaced = _where(sequence == np.repeat(old, first_lengths))
-    target[replaced] = new[rows[replaced]]
+    target[replaced] = new[np.searchsorted(offsets, replaced, side="right") - 1]
     pair = np.stack([old, new], axis=1).ravel()
     inputs = _join((sequence, offsets), space.arg_sep, (pair, np.arange(n + 1) * 2))
     return _examples(inputs, (target, offsets))
@@ -663,41 +674,47 @@ def generate_longest_word(
 # G.16 search and G.2 delete: sequence 2 planted in sequence 1 with probability present_prob
 
 
+def _ragged_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Flat positions ``starts[r] .. starts[r] + lengths[r] - 1`` of every row, row after row."""
+    offsets = offsets_from_lengths(lengths)
+    return np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], lengths)
+
+
 def _first_matches(
-    hay: np.ndarray, hay_offsets: np.ndarray, needle: np.ndarray, needle_offsets: np.ndarray, stop: np.ndarray
+    values: np.ndarray,
+    hay_starts: np.ndarray,
+    hay_lengths: np.ndarray,
+    needle_starts: np.ndarray,
+    needle_lengths: np.ndarray,
+    stop: np.ndarray,
 ) -> np.ndarray:
-    """Per row, the first start ``< stop[r]`` where the needle occurs in the hay; -1 when none.
+    """Per row, the first start ``< stop[r]`` where the needle occurs in the hay (both are slices of
+    ``values``); -1 when none.
 
     Candidates are the starts whose first token matches; each round checks one more needle token
     on the surviving candidates, so the loop ends as soon as chance matches die out.
     """
-    n = len(hay_offsets) - 1
-    hay_lengths, needle_lengths = np.diff(hay_offsets), np.diff(needle_offsets)
-    last_start = hay_offsets[:-1] + np.minimum(stop, hay_lengths - needle_lengths + 1)  # flat, exclusive
-    position = np.arange(len(hay), dtype=np.int32)
-    first_token = np.repeat(needle[needle_offsets[:-1]], hay_lengths)
-    candidates = np.flatnonzero((position < np.repeat(last_start, hay_lengths)) & (hay == first_token))
-    rows = np.searchsorted(hay_offsets, candidates, side="right") - 1  # per candidate (few)
-    found = []
+    starts_per_row = np.maximum(np.minimum(stop, hay_lengths - needle_lengths + 1), 0)
+    positions = _ragged_positions(hay_starts, starts_per_row)
+    hits = _where(values[positions] == np.repeat(values[needle_starts], starts_per_row))
+    candidates = positions[hits]
+    rows = np.searchsorted(offsets_from_lengths(starts_per_row), hits, side="right") - 1
+    first = np.full(len(hay_starts), np.iinfo(np.int64).max)
     k = 1
     while len(candidates):
         complete = needle_lengths[rows] <= k
-        found.append(candidates[complete])
+        np.minimum.at(first, rows[complete], candidates[complete] - hay_starts[rows[complete]])
         candidates, rows = candidates[~complete], rows[~complete]
-        matching = hay[candidates + k] == needle[needle_offsets[rows] + k]
+        matching = values[candidates + k] == values[needle_starts[rows] + k]
         candidates, rows = candidates[matching], rows[matching]
         k += 1
-    first = np.full(n, -1, dtype=np.int64)
-    matches = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
-    match_rows = np.searchsorted(hay_offsets, matches, side="right") - 1
-    is_first = np.ones(len(matches), dtype=bool)
-    is_first[1:] = match_rows[1:] != match_rows[:-1]
-    first[match_rows[is_first]] = matches[is_first] - hay_offsets[match_rows[is_first]]
+    first[first == np.iinfo(np.int64).max] = -1
     return first
 
 
 def _planted(params: SearchParams, space: TokenSpace, rng: np.random.Generator, n: int):
-    """Sequences 1 and 2 (ragged), whether 2 was planted, and the first start of 2 in 1 (-1 if absent).
+    """The payloads (sequence 1, separator, sequence 2; ragged), the starts and lengths of sequence 1
+    (the hay) and 2 (the needle), whether 2 was planted, and its first start in 1 (-1 if absent).
 
     ``l = l1 + 1 + m`` with ``m ~ U[1, (l-2)//2]``, so ``l1 > m``.  Present (prob. ``present_prob``):
     sample sequence 2, sample sequence 1, plant 2 at a uniform location.  Absent: sample both, then
@@ -708,54 +725,53 @@ def _planted(params: SearchParams, space: TokenSpace, rng: np.random.Generator, 
     hay_lengths = lengths - 1 - needle_lengths
     present = rng.random(n) < params.present_prob
     location = rng.integers(0, hay_lengths - needle_lengths + 1)
-    hay_offsets, needle_offsets = offsets_from_lengths(hay_lengths), offsets_from_lengths(needle_lengths)
-    needle = _tokens(rng, space, int(needle_offsets[-1]))
-    hay = _tokens(rng, space, int(hay_offsets[-1]))
+    offsets = offsets_from_lengths(lengths)
+    hay_starts, needle_starts = offsets[:-1], offsets[:-1] + hay_lengths + 1
+    payload = _tokens(rng, space, int(offsets[-1]))
+    payload[needle_starts - 1] = space.arg_sep
     planted = np.flatnonzero(present)
-    source, _ = ragged_gather_index(needle_offsets, planted)
-    hay[
+    source = _ragged_positions(needle_starts[planted], needle_lengths[planted])
+    payload[_ragged_positions(hay_starts[planted] + location[planted], needle_lengths[planted])] = payload[
         source
-        + np.repeat(
-            hay_offsets[planted] + location[planted] - needle_offsets[planted], needle_lengths[planted]
-        )
-    ] = needle[source]
+    ]
     # A chance occurrence before the planted one is the first occurrence.
     no_stop = hay_lengths + 1
-    first = _first_matches(hay, hay_offsets, needle, needle_offsets, np.where(present, location, no_stop))
+    stop = np.where(present, location, no_stop)
+    first = _first_matches(payload, hay_starts, hay_lengths, needle_starts, needle_lengths, stop)
     first[present & (first < 0)] = location[present & (first < 0)]
     clash = np.flatnonzero(~present & (first >= 0))
     while len(clash):
-        redraw, _ = ragged_gather_index(needle_offsets, clash)
-        needle[redraw] = _tokens(rng, space, len(redraw))
-        hay_gather, sub_hay_offsets = ragged_gather_index(hay_offsets, clash)
-        sub_needle_offsets = offsets_from_lengths(needle_lengths[clash])
+        redraw = _ragged_positions(needle_starts[clash], needle_lengths[clash])
+        payload[redraw] = _tokens(rng, space, len(redraw))
         again = _first_matches(
-            hay[hay_gather], sub_hay_offsets, needle[redraw], sub_needle_offsets, no_stop[clash]
+            payload,
+            hay_starts[clash],
+            hay_lengths[clash],
+            needle_starts[clash],
+            needle_lengths[clash],
+            no_stop[clash],
         )
         clash = clash[again >= 0]
     first[~present] = -1
-    return (hay, hay_offsets), (needle, needle_offsets), present, first
+    return (payload, offsets), (hay_starts, hay_lengths), (needle_starts, needle_lengths), present, first
 
 
 def generate_search(params: SearchParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
-    hay, needle, present, _ = _planted(params, space, rng, n)
-    inputs = _join(hay, space.arg_sep, needle)
+    inputs, _, _, present, _ = _planted(params, space, rng, n)
     return _examples(inputs, _single_tokens(np.where(present, space.yes, space.no)))
 
 
 def generate_delete(params: SearchParams, space: TokenSpace, rng: np.random.Generator, n: int) -> Examples:
-    hay, needle, present, first = _planted(params, space, rng, n)
-    hay_values, hay_offsets = hay
-    needle_lengths = np.diff(needle[1])
-    rows = np.flatnonzero(present)
-    removed = np.repeat(hay_offsets[rows] + first[rows], needle_lengths[rows])
-    removed += np.arange(len(removed)) - np.repeat(
-        offsets_from_lengths(needle_lengths[rows])[:-1], needle_lengths[rows]
+    (payload, offsets), (hay_starts, hay_lengths), (_, needle_lengths), present, first = _planted(
+        params, space, rng, n
     )
-    keep = np.ones(len(hay_values), dtype=bool)
-    keep[removed] = False
-    target_offsets = offsets_from_lengths(np.diff(hay_offsets) - needle_lengths * present)
-    return _examples(_join(hay, space.arg_sep, needle), (hay_values[keep], target_offsets))
+    # The target is sequence 1 without the first occurrence: drop that, the separator and sequence 2.
+    keep = np.zeros(len(payload), dtype=bool)
+    keep[_ragged_positions(hay_starts, hay_lengths)] = True
+    rows = np.flatnonzero(present)
+    keep[_ragged_positions(hay_starts[rows] + first[rows], needle_lengths[rows])] = False
+    target_offsets = offsets_from_lengths(hay_lengths - needle_lengths * present)
+    return _examples((payload, offsets), (payload[_where(keep)], target_offsets))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,9 +125,13 @@ def check_lengths(config: TrainConfig, model: torch.nn.Module) -> None:
 
 
 def set_dropout(model: torch.nn.Module, rate: float) -> None:
+    """Every dropout of the model: the ``nn.Dropout`` layers and the attention-probability dropout,
+    which transformers' T5 keeps as a plain float attribute ``dropout`` of each attention module."""
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = rate
+        elif isinstance(getattr(module, "dropout", None), float):
+            module.dropout = rate
     model.config.dropout_rate = rate
 
 
@@ -262,7 +266,10 @@ def train(
     from accelerate.utils import broadcast_object_list
 
     # ---- set-up: everything that can fail on bad input fails here, before anything is written
-    accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16" else "no")
+    # cpu=True without CUDA: several CPU processes (torchrun / `accelerate launch --multi_gpu`) use gloo.
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.precision == "bf16" else "no"
+    )
     rank, world = accelerator.process_index, accelerator.num_processes
     check_batch_split(config.batch_size, world)
     check_lengths(config, model)
