@@ -1,8 +1,9 @@
 """Training throughput of the synthpre engine against a plain Hugging Face ``Seq2SeqTrainer``.
 
-Both train the same freshly built model on identical batches (same examples, same order), in the
-same process, one after the other; tokens/s counts real (unpadded) input + target tokens and is
-timed after ``--warmup`` steps.  Scenarios:
+Both train the same freshly built model with the same optimizer (``torch.optim.Adafactor``, T5's
+schedule) on identical batches (same examples, same order), in the same process, one after the
+other; tokens/s counts real (unpadded) input + target tokens and is timed after ``--warmup`` steps.
+Scenarios:
 
 - ``fixed``: every example is exactly ``--max-len`` tokens long, so padding plays no role and the
   ratio measures the loops themselves;
@@ -34,6 +35,7 @@ from synthpre.model import build_model, vocab_size_for
 from synthpre.tasks import Examples, get_task
 from synthpre.tokens import TokenSpace
 from synthpre.train import TrainConfig, train
+from synthpre.train.engine import make_optimizer
 from synthpre.train.metrics import read_metrics
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -68,22 +70,23 @@ def make_examples(scenario: str, n: int, max_len: int, space: TokenSpace) -> Exa
     return task.generate(params, space, SEED, np.arange(n))
 
 
-def run_engine(model, data: Examples, args, out: Path) -> float:
+def run_engine(model, data: Examples, args, out: Path) -> tuple[float, float]:
+    """Tokens per wall second and per CPU second of the engine, from its metrics rows."""
     steps = args.warmup + args.steps
     config = TrainConfig(
         out_dir=str(out), max_steps=steps, batch_size=args.batch_size, max_input_len=args.max_len,
         max_target_len=args.max_len, dropout=0.1, eval_every=10**9, save_every=10**9, num_val_examples=8,
         log_every=args.warmup, precision=args.precision, tf32=args.tf32, compile=args.compile, progress=False,
-        lr_schedule="constant", learning_rate=1e-3,
     )  # fmt: skip
     source = DatasetSource(data, name="benchmark")
     train(config, model, source, source, overwrite=True)
     rows = [r for r in read_metrics(out) if r["split"] == "train"]
     first, last = rows[0], rows[-1]  # first = end of warm-up
-    return (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
+    tokens = last["tokens"] - first["tokens"]
+    return tokens / (last["elapsed_s"] - first["elapsed_s"]), tokens / (last["cpu_s"] - first["cpu_s"])
 
 
-def run_hf(model, data: Examples, args, out: Path, pad_to_max: bool) -> float:
+def run_hf(model, data: Examples, args, out: Path, pad_to_max: bool) -> tuple[float, float]:
     """``Seq2SeqTrainer`` on the engine's batches in the engine's order (sequential sampler)."""
     from torch.utils.data import SequentialSampler
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
@@ -97,32 +100,37 @@ def run_hf(model, data: Examples, args, out: Path, pad_to_max: bool) -> float:
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
-            self.times: list[float] = []
+            self.times: list[tuple[float, float]] = []
 
         def on_step_end(self, *_, **__):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            self.times.append(time.perf_counter())
+            self.times.append((time.perf_counter(), time.process_time()))
 
     class InOrder(Seq2SeqTrainer):
         def _get_train_sampler(self, *_, **__):
             return SequentialSampler(self.train_dataset)
 
     training_args = Seq2SeqTrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=args.batch_size, max_steps=steps, optim="adafactor",
-        learning_rate=1e-3, lr_scheduler_type="constant", logging_strategy="no", save_strategy="no",
+        output_dir=str(out), per_device_train_batch_size=args.batch_size, max_steps=steps,
+        learning_rate=1e-2, lr_scheduler_type="constant", logging_strategy="no", save_strategy="no",
         report_to=[], disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(), bf16=args.precision == "bf16", tf32=args.tf32 or None,
         torch_compile=args.compile, seed=SEED,
     )  # fmt: skip
     clock = Clock()
-    trainer = InOrder(model=model, args=training_args, train_dataset=order.tolist(), data_collator=collator)
+    optimizer = make_optimizer(TrainConfig(out_dir=str(out)), model)  # the engine's: same update work
+    trainer = InOrder(
+        model=model, args=training_args, train_dataset=order.tolist(), data_collator=collator,
+        optimizers=(optimizer, None),
+    )  # fmt: skip
     trainer.add_callback(clock)
     trainer.train()
     timed_rows = order[args.warmup * args.batch_size :]
     timed = data.take(timed_rows)
-    tokens = real_tokens(timed, args.max_len).sum()
-    return float(tokens) / (clock.times[-1] - clock.times[args.warmup - 1])
+    tokens = float(real_tokens(timed, args.max_len).sum())
+    (wall_0, cpu_0), (wall_1, cpu_1) = clock.times[args.warmup - 1], clock.times[-1]
+    return tokens / (wall_1 - wall_0), tokens / (cpu_1 - cpu_0)
 
 
 def real_tokens(data: Examples, max_len: int) -> np.ndarray:
@@ -180,20 +188,23 @@ def main() -> None:
                 model = build_model(args.model, vocab_size=vocab, seed=SEED)
                 out = Path(tmp) / f"{scenario}-{trainer}"
                 if trainer == "engine":
-                    speed = run_engine(model, data, args, out)
+                    speed, per_cpu_s = run_engine(model, data, args, out)
                 else:
-                    speed = run_hf(model, data, args, out, pad_to_max=trainer == "hf")
-                mfu_share = mfu(model.config, data, speed, args)
-                results.append(
-                    {"scenario": scenario, "trainer": trainer, "tokens_per_s": speed, "mfu": mfu_share}
-                )
-    print(f"{'scenario':<10} {'trainer':<11} {'tokens/s':>10} {'MFU':>6} {'engine/this':>11}")
+                    speed, per_cpu_s = run_hf(model, data, args, out, pad_to_max=trainer == "hf")
+                row = {"scenario": scenario, "trainer": trainer, "tokens_per_s": speed}
+                row |= {"tokens_per_cpu_s": per_cpu_s, "mfu": mfu(model.config, data, speed, args)}
+                results.append(row)
+    print("tokens = real input + target tokens; CPU s = this process's CPU time (robust to a busy machine)")
+    header = ("scenario", "trainer", "tokens/s", "tokens/CPU s", "MFU", "engine/this", "(CPU time)")
+    print("{:<10} {:<11} {:>10} {:>12} {:>6} {:>11} {:>10}".format(*header))
     for row in results:
         engine = next(r for r in results if r["scenario"] == row["scenario"] and r["trainer"] == "engine")
         row["ratio"] = engine["tokens_per_s"] / row["tokens_per_s"]
+        row["ratio_cpu"] = engine["tokens_per_cpu_s"] / row["tokens_per_cpu_s"]
         share = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
-        speed = f"{row['tokens_per_s']:,.0f}"
-        print(f"{row['scenario']:<10} {row['trainer']:<11} {speed:>10} {share:>6} {row['ratio']:>11.2f}")
+        speeds = f"{row['tokens_per_s']:>10,.0f} {row['tokens_per_cpu_s']:>12,.0f}"
+        ratios = f"{row['ratio']:>11.2f} {row['ratio_cpu']:>10.2f}"
+        print(f"{row['scenario']:<10} {row['trainer']:<11} {speeds} {share:>6} {ratios}")
     if args.json:
         settings = {**vars(args), "json": str(args.json)}
         args.json.write_text(json.dumps({"args": settings, "results": results}, indent=2))

@@ -85,7 +85,7 @@ def test_interrupted_study_resumes_without_redoing_finished_runs(tmp_path: Path)
     _, planned = prepare_study(spec, out)  # the same spec again: the same run identities
     report = run_study(out, planned, execute_run, console=Console(quiet=True))
     runs = _runs_by_kind(out)
-    assert report.executed == [runs["finetune"][0]["hash"]]
+    assert report.executed == [runs["finetune"][0]["hash"]], (report, runs["finetune"][0]["error"])
     assert (
         runs["pretrain"][0]["attempts"] == 1
         and runs["pretrain"][0]["finished"] == pretrain_before["finished"]

@@ -40,7 +40,7 @@ from synthpre.model import build_model, load_model
 from synthpre.tasks.registry import Examples
 from synthpre.train import TrainConfig, newest_valid_checkpoint, train
 from synthpre.train.checkpoints import STATE
-from synthpre.train.engine import check_run_dir, full_config
+from synthpre.train.engine import check_run_dir, full_config, set_dropout
 
 RESULTS_FILE = "results.json"
 TOKENIZER_DIR = "tokenizer"
@@ -252,6 +252,7 @@ def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     val_source = DatasetSource(to_examples(val_examples, tokenizer), name=f"{task.name}/validation")
     engine_config = train_config(config, run_dir, len(val_examples))
     extra = {"finetune": config.model_dump()}
+    set_dropout(model, engine_config.dropout)  # as train() does before writing config.json: resume compares
     check_run_dir(
         run_dir, full_config(engine_config, model, train_source, val_source, extra), resume, overwrite
     )

@@ -288,7 +288,7 @@ def train(
     ckpt_root = run_dir / "checkpoints"
 
     # ---- the run folder: fresh, overwritten, or resumed from the newest complete checkpoint
-    progress = {"step": 0, "evals": [], "tokens": 0, "elapsed_s": 0.0}  # what trainer_state.json holds
+    progress = {"step": 0, "evals": [], "tokens": 0, "elapsed_s": 0.0, "cpu_s": 0.0}  # trainer_state.json
     if accelerator.is_main_process:
         if overwrite:
             clear_run_dir(run_dir)
@@ -325,7 +325,7 @@ def train(
         ckpt.write_rng_file(tmp, rank)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            state = {"step": step, "evals": evals, "tokens": tokens_total, "elapsed_s": elapsed()}
+            state = {"step": step, "evals": evals, "tokens": tokens_total, **clocks()}
             ckpt.write_main_files(tmp, accelerator.unwrap_model(model), optimizer, state)
             ckpt.finish_checkpoint(tmp, step)
         accelerator.wait_for_everyone()
@@ -343,7 +343,15 @@ def train(
     pending = prefetch.submit(next_batch, start_step)
     sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # loss, z, right, target tokens
     started = window_start = time.perf_counter()
-    elapsed = lambda: progress["elapsed_s"] + time.perf_counter() - started  # noqa: E731
+    started_cpu = time.process_time()
+
+    def clocks() -> dict[str, float]:
+        """Wall seconds and CPU seconds of this process (all threads; robust to a busy machine)."""
+        return {
+            "elapsed_s": progress["elapsed_s"] + time.perf_counter() - started,
+            "cpu_s": progress.get("cpu_s", 0.0) + time.process_time() - started_cpu,
+        }
+
     tokens_total, window_tokens = progress["tokens"], 0
     best, last_eval, step = rule.select(evals), (evals[-1] if evals else None), start_step
     model.train()
@@ -388,7 +396,7 @@ def train(
                 "tokens_per_s": window_tokens / (now - window_start),  # real tokens (inputs + targets)
                 "lr": learning_rate_at(config, step),
                 "tokens": tokens_total,
-                "elapsed_s": elapsed(),
+                **clocks(),
             }
             if config.z_loss:
                 record["z_loss"] = z_total / count
@@ -413,7 +421,7 @@ def train(
             last_eval = {"step": step, **metrics, "checkpoint": name if is_save else None}
             evals.append(last_eval)
             best = rule.select(evals)
-            log.validation(step, {**metrics, "elapsed_s": elapsed()})
+            log.validation(step, {**metrics, **clocks()})
         if is_save:
             save(step)
             if accelerator.is_main_process and best is not None:
