@@ -306,7 +306,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "no .safetensors weights" in done.stderr and "Traceback" not in done.stderr
     for args, message in (
-        ([*init, "nope"], "Valid schemes: full,"),
+        ([*init, "nope"], "Valid init schemes: full,"),
         (["stats", str(tmp_path / "missing")], "does not exist"),
         (["init", "--pre-attn-ln-value", "0.1", "--out", str(tmp_path / "o")], "--model"),
     ):

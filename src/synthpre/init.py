@@ -14,7 +14,6 @@ tables are ordinary parameters.  ``docs/init_schemes.md`` has the table of schem
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from transformers import T5ForConditionalGeneration
 
-from synthpre.errors import UserError
+from synthpre.errors import UserError, lookup
 from synthpre.model import (
     ParamInfo,
     build_from_config,
@@ -265,11 +264,7 @@ SCHEMES: dict[str, Scheme] = {
 
 def check_scheme(name: str) -> Scheme:
     """The scheme called ``name``; a ``UserError`` listing the valid schemes otherwise."""
-    if name in SCHEMES:
-        return SCHEMES[name]
-    near = difflib.get_close_matches(name, list(SCHEMES), n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise UserError(f"unknown init scheme {name!r}.{hint} Valid schemes: {', '.join(SCHEMES)}.")
+    return lookup(SCHEMES, name, "init scheme")
 
 
 def stats_groups(names: Iterable[str]) -> list[Group]:

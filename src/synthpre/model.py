@@ -10,7 +10,6 @@ so :func:`t5_init` re-initializes every parameter the way Mesh TF / T5X do.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers.initialization import no_init_weights
 from transformers.utils import logging as hf_logging
 
-from synthpre.errors import UserError
+from synthpre.errors import UserError, lookup
 from synthpre.tokens import EOS_ID, PAD_ID, TokenSpace
 
 DECODER_START_ID = 0  # T5 starts decoding from the pad id
@@ -75,11 +74,7 @@ MODEL_CONFIGS: dict[str, ModelSpec] = {
 
 def get_spec(name: str) -> ModelSpec:
     """The named config; a ``UserError`` listing the valid names otherwise."""
-    if name in MODEL_CONFIGS:
-        return MODEL_CONFIGS[name]
-    near = difflib.get_close_matches(name, list(MODEL_CONFIGS), n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise UserError(f"unknown model {name!r}.{hint} Valid models: {', '.join(MODEL_CONFIGS)}.")
+    return lookup(MODEL_CONFIGS, name, "model")
 
 
 def vocab_size_for(space: TokenSpace) -> int:

@@ -10,7 +10,6 @@ how the indices are split into shards, workers or processes.
 
 from __future__ import annotations
 
-import difflib
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from synthpre.errors import UserError
+from synthpre.errors import lookup
 from synthpre.tokens import TokenSpace
 
 BLOCK_SIZE = 1024
@@ -219,11 +218,7 @@ def register(task: Task) -> Task:
 def get_task(name: str) -> Task:
     """The registered task called ``name``; a ``UserError`` naming the nearest task otherwise."""
     _load_builtin_tasks()
-    if name in TASKS:
-        return TASKS[name]
-    near = difflib.get_close_matches(name, list(TASKS), n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise UserError(f"unknown task {name!r}.{hint} `synthpre tasks` lists them all.")
+    return lookup(TASKS, name, "task", "`synthpre tasks` lists them all.")
 
 
 def all_tasks() -> dict[str, Task]:
