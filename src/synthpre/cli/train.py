@@ -56,9 +56,9 @@ def make_train_config(settings: dict[str, Any]) -> TrainConfig:
 
 
 def parse_task_param(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` of ``--task-param``; the value is read as YAML (numbers, booleans, strings)."""
+    """``KEY=VALUE`` of ``--param``; the value is read as YAML (numbers, booleans, strings)."""
     if "=" not in text:
-        raise UserError(f"--task-param {text!r}: expected KEY=VALUE, e.g. --task-param max_depth=8")
+        raise UserError(f"--param {text!r}: expected KEY=VALUE, e.g. --param max_depth=8")
     key, value = text.split("=", 1)
     return key.strip(), yaml.safe_load(value)
 
@@ -95,7 +95,9 @@ def pretrain(
     vocab: str = typer.Option(None, help="content token ids LO:HI (default 2:31999, T5's)"),
     min_len: int = typer.Option(None, help="task option: minimum sequence length"),
     max_len: int = typer.Option(None, help="task option: maximum sequence length"),
-    task_param: list[str] = typer.Option(None, help="other task option KEY=VALUE (repeatable)"),
+    task_param: list[str] = typer.Option(
+        None, "--param", help="other task option KEY=VALUE (repeatable), as `synthpre generate --param`"
+    ),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
     seed: int = typer.Option(None, help=_help("seed")),
     max_steps: int = typer.Option(None, help=_help("max_steps")),
