@@ -77,6 +77,7 @@ class FinetuneConfig(BaseModel):
     max_decode_len: int | None = Field(None, gt=0)
     eval_decode: int | None = Field(None, ge=0, description="validation examples decoded per evaluation")
     dropout: float = Field(0.1, ge=0, lt=1)
+    bucket_steps: int = Field(1, gt=0, description="sort each window of N steps' examples by length")
     lowercase: bool = Field(False, description="lower-case inputs and targets (Krishna et al.'s CNNDM)")
     seed: int = 0
     progress: bool = True
@@ -194,6 +195,7 @@ def train_config(config: FinetuneConfig, run_dir: Path, num_val: int) -> TrainCo
         max_input_len=config.max_input_len, max_target_len=config.max_target_len, dropout=config.dropout,
         lr_schedule="constant", learning_rate=config.learning_rate, eval_every=config.eval_every,
         save_every=config.eval_every, num_val_examples=num_val, selection="max",
+        bucket_steps=config.bucket_steps,
         selection_metric=f"val_{task.headline_metric}" if by_metric else "val_token_accuracy",
         progress=config.progress,
     )  # fmt: skip

@@ -2,7 +2,7 @@
 a Table-1/Table-2-style table, a plot, where everything is, and what the numbers do and do not show.
 
 Recipe from the CPU pilot (research notes ``pilot.md``): a 0.94M-parameter T5 pre-trained on Set with
-lengths 5..30 for 3,000 steps, fine-tuned for 500 steps on randomized -> canonical SMILES.  Every number
+lengths 5..30 for 2,500 steps, fine-tuned for 500 steps on randomized -> canonical SMILES.  Every number
 printed is measured by this run; nothing is hard-coded.
 """
 
