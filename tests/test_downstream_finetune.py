@@ -186,7 +186,8 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
          "comma-separated"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--max-steps", "0"], "max-steps"),
         ([*smiles, "--init-scheme", "per_param_mean_sd"], "needs --init-from"),
-        ([*smiles, "--init-from", str(tmp_path / "none")], "not a model folder"),
+        ([*smiles, "--init-from", str(tmp_path / "none")], "does not exist"),
+        ([*smiles, "--init-from", str(tmp_path)], "not a model folder"),
         (["evaluate", str(tmp_path)], "no results.json"),
         (["tokenizer", "train", "--task", "webqsp", "--out", str(out)], "pass --data"),
     ]  # fmt: skip

@@ -10,6 +10,7 @@ so :func:`t5_init` re-initializes every parameter the way Mesh TF / T5X do.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -258,12 +259,23 @@ def save_checkpoint(model: T5ForConditionalGeneration, directory: str | Path) ->
 
 
 def check_checkpoint(directory: str | Path) -> Path:
-    """The checkpoint folder if it holds a config and safetensors weights; ``UserError`` otherwise."""
+    """The model folder of a checkpoint, if it holds a config and safetensors weights; else ``UserError``.
+
+    Takes a Hugging Face model folder, an engine checkpoint (``checkpoints/step_N``: its ``model/``)
+    or a run folder (the checkpoint its ``best.json`` selected).
+    """
     path = Path(directory)
     if not path.is_dir():
         raise UserError(f"checkpoint {str(path)!r} does not exist (expected a folder written by synthpre)")
+    if (path / "best.json").is_file():
+        path = path / json.loads((path / "best.json").read_text())["checkpoint"]
+    if (path / "model" / "config.json").is_file():
+        path = path / "model"
     if not (path / "config.json").is_file():
-        raise UserError(f"checkpoint {str(path)!r} has no config.json: not a Hugging Face model folder")
+        raise UserError(
+            f"checkpoint {str(path)!r} has no config.json: not a model folder, a checkpoint (step_N) "
+            "or a run folder with best.json"
+        )
     if not any(path.glob("*.safetensors")):
         found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
         raise UserError(

@@ -84,7 +84,9 @@ def _print_table(reports: dict[str, dict]) -> None:
 
 
 def stats(
-    checkpoints: Annotated[list[Path], typer.Argument(help="checkpoint folders (HF, safetensors)")],
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="HF model folders, step_N checkpoints or run folders (safetensors)")
+    ],
     out: Annotated[Path | None, typer.Option(help="write every statistic as JSON here")] = None,
     plot: Annotated[Path | None, typer.Option(help="draw Figure 6 (pre-attention norm means) here")] = None,
     label: Annotated[list[str], typer.Option(help="name of each checkpoint in the table and plot")] = [],  # noqa: B006

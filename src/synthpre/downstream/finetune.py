@@ -151,18 +151,6 @@ def choose_tokenizer(config: FinetuneConfig, train: list[TextExample]) -> TextTo
         return train_sentencepiece([e.input + "\n" + e.target for e in train], Path(tmp))
 
 
-def checkpoint_folder(path: Path) -> Path:
-    """A model folder from a checkpoint (``step_N``), a run folder (its ``best.json``) or a HF folder."""
-    if (path / "config.json").is_file() and not (path / "best.json").is_file():
-        return path
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    best = path / "best.json"
-    if best.is_file():
-        return path / json.loads(best.read_text())["checkpoint"] / "model"
-    raise UserError(f"--init-from {path}: not a model folder, a checkpoint (step_N) or a run with best.json")
-
-
 def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.Module:
     """Random init (``--model``), or ``--init-from`` with ``--init-scheme`` (full weights or statistics)."""
     if config.init_from is None:
@@ -173,7 +161,7 @@ def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.
         vocab = config.vocab_size or -(-tokenizer.vocab_size // 8) * 8
         model = build_model(config.model, vocab_size=vocab, seed=config.seed)
     else:
-        source = load_model(checkpoint_folder(Path(config.init_from)))
+        source = load_model(config.init_from)
         if config.init_scheme == "full":
             model = source
         else:
