@@ -52,12 +52,7 @@ def _curves_plot(store: Store, kind: str, path: Path) -> Path | None:
     axis.set_xlabel("step")
     axis.set_ylabel("validation token accuracy (%)")
     axis.set_title("pre-training" if kind == "pretrain" else "fine-tuning")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, axis, path)
 
 
 def _size_plot(store: Store, path: Path) -> Path | None:
@@ -77,6 +72,13 @@ def _size_plot(store: Store, path: Path) -> Path | None:
     axis.set_xscale("log")
     axis.set_xlabel("training examples")
     axis.set_ylabel("validation token accuracy (%)")
+    return _save(figure, axis, path)
+
+
+def _save(figure, axis, path: Path) -> Path:
+    """Grid, legend, tight layout; write the figure to ``path`` and free it."""
+    import matplotlib.pyplot as plt
+
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
