@@ -183,6 +183,70 @@ def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):
     assert not (tmp_path / "uneven").exists()
 
 
+def test_sharded_adafactor_is_torch_adafactor_on_unsharded_weights(one_thread):
+    from synthpre.train.sharded import ShardedAdafactor
+
+    models = [build_model("t5-tiny", vocab_size=64, seed=0) for _ in range(2)]
+    optimizers = [torch.optim.Adafactor(models[0].parameters()), ShardedAdafactor(models[1].parameters())]
+    for step in range(4):
+        ids = torch.randint(3, 60, (4, 12), generator=torch.Generator().manual_seed(step))
+        for model, optimizer in zip(models, optimizers, strict=True):
+            model.eval()  # no dropout: the two must see the same gradients
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    weights = [model.state_dict() for model in models]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    states = [optimizer.state_dict()["state"] for optimizer in optimizers]
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][i][k], states[1][i][k]) for i in states[0] for k in states[0][i])
+
+
+def test_fsdp_on_two_processes_matches_one_process_and_resumes(tmp_path):
+    """FSDP2 (``--fsdp``): sharded Adafactor steps give one process's losses and weights; its checkpoints
+    are plain model folders; a sharded run resumes, and resumes on one process too (one format)."""
+    if shutil.which("accelerate") is None:
+        pytest.skip("accelerate's launcher is not installed")
+    args = [*TINY, "--batch-size", "8", "--save-every", "3", "--eval-every", "3", "--log-every", "1"]
+    args += ["--num-val-examples", "24", "--eval-batch-size", "8", "--dropout", "0"]  # 3 val batches on 2
+    runs = {
+        "one": (1, ["--max-steps", "6"]),
+        "fsdp": (2, ["--max-steps", "6", "--fsdp"]),
+        "cut": (2, ["--max-steps", "3", "--fsdp"]),
+    }
+    for name, (processes, extra) in runs.items():
+        done = launch(processes, ["pretrain", *args, *extra, "--out", str(tmp_path / name)], tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    shutil.copytree(tmp_path / "cut", tmp_path / "cut_on_one")
+    for name, processes in (("cut", 2), ("cut_on_one", 1)):
+        extra = ["--max-steps", "6", "--resume"] + (["--fsdp"] if processes == 2 else [])
+        done = launch(processes, ["pretrain", *args, *extra, "--out", str(tmp_path / name)], tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    metrics = {name: read_rows(tmp_path / name) for name in ("one", "fsdp", "cut")}
+    assert [r["step"] for r in metrics["one"]] == [r["step"] for r in metrics["fsdp"]]
+    for a, b in zip(metrics["one"], metrics["fsdp"], strict=True):
+        for key in ("loss", "token_accuracy", "val_loss", "val_token_accuracy"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a, b)
+    assert metrics["cut"] == metrics["fsdp"]  # a sharded run resumes exactly
+    one, fsdp = final_weights(tmp_path / "one", 6), final_weights(tmp_path / "fsdp", 6)
+    assert one.keys() <= fsdp.keys()  # (the gathered state also names the tied copies of the embedding)
+    assert all(torch.allclose(one[name], fsdp[name], atol=1e-5) for name in one)
+    cut, cut_on_one = final_weights(tmp_path / "cut", 6), final_weights(tmp_path / "cut_on_one", 6)
+    assert all(torch.equal(fsdp[name], cut[name]) for name in fsdp)
+    assert all(torch.allclose(fsdp[name], cut_on_one[name], atol=1e-5) for name in one)
+    from transformers import T5ForConditionalGeneration
+
+    plain = T5ForConditionalGeneration.from_pretrained(tmp_path / "fsdp" / "checkpoints" / "step_6" / "model")
+    assert torch.equal(plain.lm_head.weight, fsdp["shared.weight"])
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "elapsed_s", "cpu_s")} for row in rows]
+
+
 def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, capsys, one_thread):
     run = tmp_path / "run"
     base = [*TINY, "--batch-size", "4", "--max-steps", "2", "--save-every", "2", "--eval-every", "2"]
@@ -204,7 +268,7 @@ def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, capsys, one_thread):
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
-def test_max_length_above_the_model_limit_and_uneven_batches_are_user_errors(tmp_path):
+def test_max_length_above_the_model_limit_and_fsdp_at_a_constant_rate_are_user_errors(tmp_path):
     space = TokenSpace(3, 12)
     task = get_task("identity")
     source = MixtureSource([(task, task.params_cls(min_len=1, max_len=6))], space)
@@ -213,6 +277,9 @@ def test_max_length_above_the_model_limit_and_uneven_batches_are_user_errors(tmp
     config = TrainConfig(out_dir=str(tmp_path / "run"), max_input_len=128, max_target_len=16)
     with pytest.raises(UserError, match="above what this model supports"):
         train(config, model, source, source.validation())
+    config = TrainConfig(out_dir=str(tmp_path / "run"), fsdp=True, lr_schedule="constant", learning_rate=1e-3)
+    with pytest.raises(UserError, match="--fsdp supports the t5_rsqrt schedule"):
+        train(config, build_model("t5-tiny", vocab_size=vocab_size_for(space)), source, source.validation())
     assert not (tmp_path / "run").exists()
 
 

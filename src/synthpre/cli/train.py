@@ -121,6 +121,7 @@ def pretrain(
     precision: str = typer.Option(None, help=_help("precision")),
     tf32: bool = typer.Option(None, help=_help("tf32")),
     compile: bool = typer.Option(None, help=_help("compile")),
+    fsdp: bool = typer.Option(None, help=_help("fsdp")),
     log_every: int = typer.Option(None, help=_help("log_every")),
     progress: bool = typer.Option(None, help=_help("progress")),
 ) -> None:
@@ -129,7 +130,8 @@ def pretrain(
     every 5,000 steps, best.json = first checkpoint with >= 99% validation token accuracy).
 
     Several processes or GPUs: `accelerate launch --multi_gpu --num_processes N $(which synthpre)
-    pretrain ...` (same global batch; without CUDA the processes run on CPUs over gloo).
+    pretrain ...` (same global batch; without CUDA the processes run on CPUs over gloo); add `--fsdp`
+    to shard the model over them instead of replicating it (FSDP2).
 
     CPU example: `synthpre pretrain --task set --model t5-tiny --vocab 3:127 --min-len 5 --max-len 30
     --batch-size 64 --dropout 0 --max-input-len 64 --max-target-len 64 --bucket-steps 16

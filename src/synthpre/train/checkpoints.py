@@ -66,6 +66,14 @@ def rng_state() -> dict[str, torch.Tensor]:
     return state
 
 
+def load_optimizer(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Restore the optimizer written by :func:`full_state` (every process; FSDP keeps its shards)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    state = torch.load(path / "optimizer.pt", weights_only=True)
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
 def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -81,8 +89,26 @@ def begin_checkpoint(root: Path, step: int) -> Path:
     return tmp
 
 
+def full_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, sharded: bool, several: bool
+) -> tuple[dict | None, dict]:
+    """Whole (unsharded) model and optimizer state dicts, keyed by parameter names, for every process
+    to call: an FSDP-sharded model gathers its shards, to the main process's CPU when ``several``.
+    The model state is ``None`` when the model is not sharded (``save_pretrained`` reads it itself).
+    One optimizer format whatever the parallelism: a run may resume on another number of processes."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=several)
+    model_state = get_model_state_dict(model, options=options) if sharded else None
+    return model_state, get_optimizer_state_dict(model, optimizer, options=options)
+
+
 def write_main_files(
-    tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict
+    tmp: Path, model: torch.nn.Module, model_state: dict | None, optimizer_state: dict, state: dict
 ) -> None:
     """Model folder, optimizer state and trainer state (main process only)."""
     from transformers.utils import logging as hf_logging
@@ -90,11 +116,11 @@ def write_main_files(
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the engine has its own bar
     try:
-        model.save_pretrained(tmp / "model", safe_serialization=True)
+        model.save_pretrained(tmp / "model", state_dict=model_state, safe_serialization=True)
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(optimizer_state, tmp / "optimizer.pt")
     (tmp / STATE).write_text(json.dumps(state, indent=2))
 
 
@@ -184,10 +210,9 @@ def load_model_weights(model: torch.nn.Module, model_dir: Path) -> None:
         )
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> dict:
-    """Restore model, optimizer and this process's RNG; return the trainer state."""
+def load_checkpoint(path: Path, model: torch.nn.Module, rank: int) -> dict:
+    """Restore the (not yet sharded) model and this process's RNG; return the trainer state."""
     load_model_weights(model, path / "model")
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     rng_file = path / f"rng_rank{rank}.pt"
     if rng_file.is_file():
         set_rng_state(torch.load(rng_file, weights_only=True))

@@ -3,8 +3,8 @@
 One ``train(config, model, train_source, val_source)`` call: Adafactor with T5's schedule (or a
 constant rate), batches that are pure functions of (seed, step, rank) with dynamic padding, loss on
 target tokens (optional z-loss), teacher-forced validation accuracy, atomic checksummed checkpoints,
-App. A's checkpoint selection, exact resume, and ``accelerate`` for several processes (DDP; launch
-with ``accelerate launch``).  Read it top to bottom: ``train`` is the whole story.
+App. A's checkpoint selection, exact resume, and ``accelerate`` for several processes (DDP, or
+FSDP2 with ``fsdp``; launch with ``accelerate launch``).  Read it top to bottom: ``train`` is the whole story.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ ExtraEval = Callable[[torch.nn.Module, int], dict[str, float]]
 
 RUN_FILES = ("config.json", "metrics.jsonl", "best.json", "checkpoints", "tb")
 # Fields that may change between a run and its resumption (where it lives, how long, how it looks).
-NOT_IDENTITY = ("out_dir", "max_steps", "progress", "stop_at_threshold")
+NOT_IDENTITY = ("out_dir", "max_steps", "progress", "stop_at_threshold", "fsdp")
 
 
 class TrainConfig(BaseModel):
@@ -71,6 +71,9 @@ class TrainConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast mixed precision")
     tf32: bool = Field(False, description="allow TF32 matmuls on NVIDIA GPUs")
     compile: bool = Field(False, description="torch.compile the model")
+    fsdp: bool = Field(
+        False, description="shard weights, gradients and optimizer state over the processes (FSDP2; t5-base+)"
+    )
     log_every: int = Field(50, gt=0, description="write training metrics every N steps")
     progress: bool = Field(True, description="show a progress bar")
 
@@ -88,14 +91,20 @@ class TrainResult:
     tokens_per_second: float
 
 
-def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(
+    config: TrainConfig, model: torch.nn.Module, sharded: bool = False
+) -> torch.optim.Optimizer:
     """Adafactor with parameter-scale updates, as T5 (no momentum, clipping threshold 1, decay -0.8).
 
     ``t5_rsqrt``: ``torch.optim.Adafactor`` steps with ``min(lr, 1/sqrt(t))``, so lr = 1e-2 is exactly
-    T5's 1/sqrt(max(t, 10^4)).  ``constant``: transformers' Adafactor with a fixed relative step.
+    T5's 1/sqrt(max(t, 10^4)); its out-of-place twin ``ShardedAdafactor`` for an FSDP-sharded model.
+    ``constant``: transformers' Adafactor with a fixed relative step.
     """
     if config.lr_schedule == "t5_rsqrt":
-        return torch.optim.Adafactor(model.parameters(), lr=config.learning_rate)
+        from synthpre.train.sharded import ShardedAdafactor
+
+        adafactor = ShardedAdafactor if sharded else torch.optim.Adafactor
+        return adafactor(model.parameters(), lr=config.learning_rate)
     from transformers.optimization import Adafactor
 
     return Adafactor(
@@ -112,6 +121,21 @@ def learning_rate_at(config: TrainConfig, step: int) -> float:
     if config.lr_schedule == "constant":
         return config.learning_rate
     return min(config.learning_rate, 1 / math.sqrt(step))
+
+
+def check_fsdp(config: TrainConfig, accelerator, extra_eval: ExtraEval | None) -> None:
+    """``--fsdp`` is the engine's own FSDP2; refuse what it cannot do (``UserError``)."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise UserError(
+            "accelerate's FSDP options are not supported: launch without them and pass --fsdp "
+            "(synthpre shards the model itself so that Adafactor can step the sharded weights)"
+        )
+    if config.fsdp and config.lr_schedule != "t5_rsqrt":
+        raise UserError("--fsdp supports the t5_rsqrt schedule (pre-training); fine-tune without it")
+    if config.fsdp and extra_eval is not None:
+        raise UserError("--fsdp cannot run generation metrics on one process; fine-tune without it")
 
 
 def check_lengths(config: TrainConfig, model: torch.nn.Module) -> None:
@@ -210,10 +234,21 @@ class Validation:
             collate(examples.take(rows), config.max_input_len, config.max_target_len, config.pad_multiple)
             for rows in chunks[rank::world_size]
         ]
+        # FSDP gathers parameters inside every forward pass, so all processes must make the same number
+        # of passes: a process short of a batch runs the first one again and ignores the result.
+        passes = math.ceil(len(chunks) / world_size)
+        self.idle_passes = passes - len(self.batches)
+        if self.idle_passes:
+            self.idle_batch = collate(
+                examples.take(chunks[0]), config.max_input_len, config.max_target_len, config.pad_multiple
+            )
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, accelerator) -> dict[str, float]:
         """Teacher-forced loss, token accuracy and sequence accuracy (all target tokens right)."""
+        for _ in range(self.idle_passes):
+            with accelerator.autocast():
+                forward_logits(model, {k: v.to(accelerator.device) for k, v in self.idle_batch.items()})
         totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
         for batch in self.batches:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
@@ -221,7 +256,7 @@ class Validation:
                 logits = forward_logits(model, batch)
             valid = batch["labels"] != LABEL_IGNORE
             loss = summed_cross_entropy(logits.float(), batch["labels"])
-            right = (logits.argmax(-1) == batch["labels"]) & valid
+            right = token_hits(logits, batch["labels"])
             sequences_right = (right | ~valid).all(-1)
             totals += torch.stack([loss.double(), right.sum(), valid.sum(), sequences_right.sum()]).double()
         num_sequences = torch.tensor(
@@ -244,6 +279,16 @@ def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), reduction="sum")
 
 
+def token_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Target tokens whose logit is the largest (a tie for the largest counts as a hit).
+
+    ``amax`` and one gather instead of ``argmax``: 4x faster on a CPU (``argmax`` over 32k logits
+    is not vectorized), which is 1% of a t5-small training step.
+    """
+    picked = logits.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return (picked >= logits.amax(-1)) & (labels != LABEL_IGNORE)
+
+
 def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Teacher forcing: decoder inputs are the labels shifted right (start token 0), as in T5."""
     decoder_input_ids = batch["labels"].clamp_min(0)
@@ -252,6 +297,7 @@ def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         decoder_input_ids=decoder_input_ids,
+        use_cache=False,  # no key/value cache: teacher forcing never reuses it
     ).logits
 
 
@@ -278,6 +324,10 @@ def train(
     rank, world = accelerator.process_index, accelerator.num_processes
     check_batch_split(config.batch_size, world)
     check_lengths(config, model)
+    check_fsdp(config, accelerator, extra_eval)
+    sharded = config.fsdp and world > 1
+    if config.fsdp and world == 1:
+        print("note: --fsdp has no effect on one process (launch several with `accelerate launch`)")
     if config.dropout is not None:
         set_dropout(model, config.dropout)
     run_dir = Path(config.out_dir)
@@ -288,7 +338,6 @@ def train(
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
     model.to(accelerator.device)
-    optimizer = make_optimizer(config, model)
     rule = ckpt.SelectionRule(config.selection_metric, config.selection, config.selection_threshold)
     ckpt_root = run_dir / "checkpoints"
 
@@ -303,13 +352,21 @@ def train(
     accelerator.wait_for_everyone()
     newest = ckpt.newest_valid_checkpoint(ckpt_root) if resume else None
     if newest is not None:
-        progress.update(ckpt.load_checkpoint(newest, model, optimizer, rank))
+        progress.update(ckpt.load_checkpoint(newest, model, rank))
         if accelerator.is_main_process:
             print(f"resuming from {newest} (step {progress['step']})")
     start_step, evals = progress["step"], progress["evals"]
     log = MetricsLog(run_dir, start_step, enabled=accelerator.is_main_process)
 
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if sharded:  # shard first: the optimizer must see the sharded weights
+        from synthpre.train.sharded import shard_model
+
+        shard_model(model)
+        optimizer = accelerator.prepare(make_optimizer(config, model, sharded=True))
+    else:  # DDP over several processes
+        model, optimizer = accelerator.prepare(model, make_optimizer(config, model))
+    if newest is not None:
+        ckpt.load_optimizer(newest, accelerator.unwrap_model(model), optimizer.optimizer)
     if config.compile:
         model = torch.compile(model)
     stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
@@ -322,16 +379,18 @@ def train(
         return batch, target_tokens, target_tokens + int(batch["attention_mask"].sum())
 
     def save(step: int) -> None:
-        """All processes write their RNG state; the main process writes the rest and renames."""
+        """All processes write their RNG state (and gather FSDP shards); the main process writes the rest."""
         tmp = ckpt_root / (ckpt.TMP_PREFIX + ckpt.step_dir_name(step))
         if accelerator.is_main_process:
             ckpt.begin_checkpoint(ckpt_root, step)
         accelerator.wait_for_everyone()
         ckpt.write_rng_file(tmp, rank)
+        unwrapped = accelerator.unwrap_model(model)
+        model_state, optimizer_state = ckpt.full_state(unwrapped, optimizer.optimizer, sharded, world > 1)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             state = {"step": step, "evals": evals, "tokens": tokens_total, **clocks()}
-            ckpt.write_main_files(tmp, accelerator.unwrap_model(model), optimizer, state)
+            ckpt.write_main_files(tmp, unwrapped, model_state, optimizer_state, state)
             ckpt.finish_checkpoint(tmp, step)
         accelerator.wait_for_everyone()
 
@@ -386,7 +445,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         step += 1
 
-        right = ((logits.argmax(-1) == batch["labels"]) & valid).sum()
+        right = token_hits(logits.detach(), batch["labels"]).sum()
         sums[:3] += torch.stack([ce_sum.detach(), z_sum.detach(), right.float()]).double()
         sums[3] += local_tokens
         window_tokens += real_tokens
