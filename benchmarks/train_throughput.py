@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synthpre.data.stream import DatasetSource, batch_indices, collate
+from synthpre.data.stream import DatasetSource, batch_indices, collate, collated_lengths
 from synthpre.model import build_model, vocab_size_for
 from synthpre.tasks import Examples, get_task
 from synthpre.tokens import TokenSpace
@@ -137,7 +137,7 @@ def run_hf(model, data: Examples, args, out: Path, pad_to_max: bool) -> tuple[fl
 
 def real_tokens(data: Examples, max_len: int) -> np.ndarray:
     """Per example: input + target tokens after truncation, EOS included (what the engine counts)."""
-    return np.minimum(data.input_lengths, max_len - 1) + np.minimum(data.target_lengths, max_len - 1) + 2
+    return collated_lengths(data.input_lengths, max_len) + collated_lengths(data.target_lengths, max_len)
 
 
 def mfu(model_config, data: Examples, tokens_per_s: float, args) -> float | None:
@@ -147,8 +147,8 @@ def mfu(model_config, data: Examples, tokens_per_s: float, args) -> float | None
     peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
     if peak is None:
         return None
-    inputs = np.minimum(data.input_lengths, args.max_len - 1) + 1
-    targets = np.minimum(data.target_lengths, args.max_len - 1) + 1
+    inputs = collated_lengths(data.input_lengths, args.max_len)
+    targets = collated_lengths(data.target_lengths, args.max_len)
     flops_per_token = training_flops(model_config, inputs, targets) / float(
         real_tokens(data, args.max_len).sum()
     )

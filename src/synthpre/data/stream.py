@@ -228,21 +228,29 @@ class BatchStream:
         self.per_process = check_batch_split(self.global_batch, self.world_size)
 
     def batch(self, step: int) -> Examples:
-        if self.bucket_steps <= 1:
-            return self.source.examples(self._indices(step, self.rank, self.world_size))
-        window, position = divmod(step, self.bucket_steps)
-        global_batch = self._bucketed_window(window)[position]
-        return global_batch.take(np.arange(self.rank * self.per_process, (self.rank + 1) * self.per_process))
+        """This process's share of the global batch of ``step``."""
+        return self.share(self.global_examples(step))
 
-    def _indices(self, step: int, rank: int, world_size: int) -> np.ndarray:
-        num = self.source.num_examples
-        return batch_indices(self.seed, step, rank, world_size, self.global_batch, num)
+    def global_examples(self, step: int) -> Examples:
+        """The whole global batch of ``step`` (every process's share, in rank order)."""
+        if self.bucket_steps <= 1:
+            return self.source.examples(self._indices(step))
+        window, position = divmod(step, self.bucket_steps)
+        return self._bucketed_window(window)[position]
+
+    def share(self, global_examples: Examples) -> Examples:
+        return global_examples.take(
+            np.arange(self.rank * self.per_process, (self.rank + 1) * self.per_process)
+        )
+
+    def _indices(self, step: int) -> np.ndarray:
+        return batch_indices(self.seed, step, 0, 1, self.global_batch, self.source.num_examples)
 
     def _bucketed_window(self, window: int) -> list[Examples]:
         if self._window is not None and self._window[0] == window:
             return self._window[1]
         first = window * self.bucket_steps
-        indices = np.concatenate([self._indices(s, 0, 1) for s in range(first, first + self.bucket_steps)])
+        indices = np.concatenate([self._indices(s) for s in range(first, first + self.bucket_steps)])
         examples = self.source.examples(indices)
         by_length = np.argsort(examples.input_lengths + examples.target_lengths, kind="stable")
         chunks = by_length.reshape(self.bucket_steps, self.global_batch)
@@ -268,6 +276,11 @@ def _dense(
     dense[rows, cols] = values[np.repeat(offsets[:-1], lengths) + cols]
     dense[np.arange(n), lengths] = EOS_ID
     return dense, lengths + 1
+
+
+def collated_lengths(lengths: np.ndarray, max_len: int) -> np.ndarray:
+    """Tokens of each sequence once collated: truncated to ``max_len - 1``, then EOS."""
+    return np.minimum(lengths, max_len - 1) + 1
 
 
 def collate(

@@ -24,7 +24,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from synthpre.data.stream import LABEL_IGNORE, BatchStream, ExampleSource, check_batch_split, collate
+from synthpre.data.stream import (
+    LABEL_IGNORE,
+    BatchStream,
+    ExampleSource,
+    check_batch_split,
+    collate,
+    collated_lengths,
+)
 from synthpre.errors import UserError
 from synthpre.train import checkpoints as ckpt
 from synthpre.train.metrics import MetricsLog
@@ -372,11 +379,17 @@ def train(
     stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
     validation = Validation(val_source, config, rank, world)
 
-    def next_batch(step: int) -> tuple[dict[str, torch.Tensor], int, int]:
-        """The collated batch, its target tokens and its real (unpadded) tokens, counted on the CPU."""
-        batch = collate(stream.batch(step), config.max_input_len, config.max_target_len, config.pad_multiple)
-        target_tokens = int((batch["labels"] != LABEL_IGNORE).sum())
-        return batch, target_tokens, target_tokens + int(batch["attention_mask"].sum())
+    def next_batch(step: int) -> tuple[dict[str, torch.Tensor], int, int, int]:
+        """This process's collated batch, its target tokens, and the GLOBAL batch's target tokens and
+        real (unpadded) tokens: counted on the CPU from the global batch, a pure function of the step,
+        so that no process waits on a collective (or the host on a device) to learn them."""
+        everyone = stream.global_examples(step)
+        batch = collate(
+            stream.share(everyone), config.max_input_len, config.max_target_len, config.pad_multiple
+        )
+        targets = int(collated_lengths(everyone.target_lengths, config.max_target_len).sum())
+        inputs = int(collated_lengths(everyone.input_lengths, config.max_input_len).sum())
+        return batch, int((batch["labels"] != LABEL_IGNORE).sum()), targets, targets + inputs
 
     def save(step: int) -> None:
         """All processes write their RNG state (and gather FSDP shards); the main process writes the rest."""
@@ -421,16 +434,10 @@ def train(
     model.train()
     bar = log.progress_bar(config, start_step)
     while step < config.max_steps:
-        cpu_batch, local_tokens, real_tokens = pending.result()
+        cpu_batch, local_tokens, global_tokens, real_tokens = pending.result()
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_batch.items()}
         if step + 1 < config.max_steps:
             pending = prefetch.submit(next_batch, step + 1)
-        # Normalize by the GLOBAL number of target tokens: DDP's gradient mean then equals the gradient
-        # of the mean over the whole batch, whatever the split over processes.
-        global_tokens = local_tokens
-        if world > 1:
-            counts = torch.tensor([local_tokens, real_tokens], device=accelerator.device)
-            global_tokens, real_tokens = accelerator.reduce(counts, "sum").tolist()
         valid = batch["labels"] != LABEL_IGNORE
         with accelerator.autocast():
             logits = forward_logits(model, batch).float()
@@ -440,6 +447,8 @@ def train(
         if config.z_loss:
             z_sum = (torch.logsumexp(logits, -1).square() * valid).sum()
             loss = loss + config.z_loss * z_sum
+        # Normalize by the GLOBAL number of target tokens: DDP's gradient mean then equals the gradient
+        # of the mean over the whole batch, whatever the split over processes.
         accelerator.backward(loss * (world / global_tokens))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
