@@ -82,3 +82,17 @@ def test_existing_folder_needs_overwrite(monkeypatch, capsys, tmp_path: Path) ->
     args = ("generate", "reverse", "--num", "5", "--out", str(out), "--quiet", "--overwrite")
     code, _, _ = run(monkeypatch, capsys, *args)
     assert code == 0 and (out / "manifest.json").exists() and not (out / "old.txt").exists()
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """``synthpre --help``, ``tasks``, ``show`` and ``generate`` never import torch or transformers
+    (seconds of start-up); the commands that train or load models import them when they run."""
+    import subprocess
+
+    script = (
+        "import sys; sys.argv = ['synthpre', 'show', 'set', '-n', '1']; from synthpre.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
+from typer.core import TyperCommand
 
 from synthpre.errors import UserError
-from synthpre.init import (
-    SCHEMES,
-    InitConfig,
-    ParamStats,
-    Stats,
-    group_stats,
-    initialize,
-    parameter_stats,
-    plot_figure6,
-    stats_groups,
-)
-from synthpre.model import build_from_config, check_checkpoint, load_model, save_checkpoint
+
+if TYPE_CHECKING:
+    from synthpre.init import ParamStats, Stats
+
+# synthpre.init and synthpre.model import torch: they load inside the commands, so that the command
+# line starts fast.
 
 RANDOM_INIT_LABEL = "Random Init"
 
@@ -46,6 +42,8 @@ def _labels(checkpoints: list[Path], labels: list[str]) -> list[str]:
 
 def stats_report(stats: Stats) -> dict:
     """One model's entry of ``stats.json``: every parameter, then the groupings of the schemes."""
+    from synthpre.init import group_stats, stats_groups
+
     groups = {k: v for k, v in group_stats(stats, stats_groups(stats)).items() if k not in stats}
     return {
         "params": {name: _row(value) for name, value in stats.items()},
@@ -104,6 +102,9 @@ def stats(
     per model, e.g. `synthpre stats runs/set/best runs/lime/best --label Set --label LIME
     --random-init --plot fig6.png`.
     """
+    from synthpre.init import parameter_stats, plot_figure6
+    from synthpre.model import build_from_config, check_checkpoint, load_model
+
     for checkpoint in checkpoints:
         check_checkpoint(checkpoint)
     _check_writable_file(out, "--out")
@@ -129,8 +130,18 @@ def stats(
 
 
 def _schemes_help() -> str:
+    from synthpre.init import SCHEMES
+
     lines = [f"{name}: {scheme.description}" for name, scheme in SCHEMES.items()]
     return "Schemes (docs/init_schemes.md has the paper's names):\n\n" + "\n\n".join(lines)
+
+
+class _ListsTheSchemes(TyperCommand):
+    """``synthpre init --help`` ends with the list of schemes, built when the help is shown."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.epilog = _schemes_help()
+        super().format_help(ctx, formatter)
 
 
 def init(
@@ -160,6 +171,9 @@ def init(
     `synthpre init --from runs/set/best --scheme per_param_mean_sd --seed 1 --out init/set-meansd`;
     `synthpre init --model t5-small --pre-attn-ln-value 0.2 --out init/ln-0.2`.
     """
+    from synthpre.init import InitConfig, initialize
+    from synthpre.model import save_checkpoint
+
     config = InitConfig(
         seed=seed,
         scheme=scheme,
@@ -179,4 +193,4 @@ def init(
 
 def register(app: typer.Typer) -> None:
     app.command("stats")(stats)
-    app.command("init", epilog=_schemes_help())(init)
+    app.command("init", cls=_ListsTheSchemes)(init)

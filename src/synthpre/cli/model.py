@@ -6,8 +6,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synthpre.model import MODEL_CONFIGS, model_summary
-
 
 def list_models() -> None:
     """List the named T5 configs (built from config, never downloaded) with exact parameter counts.
@@ -16,6 +14,8 @@ def list_models() -> None:
     embedding of small models. v1.0 models share the input and output embedding; v1.1 models
     have an untied output head.
     """
+    from synthpre.model import MODEL_CONFIGS, model_summary
+
     table = Table(title="named T5 configs")
     for column in ("name", "version", "d_model", "d_kv", "d_ff", "layers enc+dec", "heads", "FFN", "head"):
         table.add_column(column)

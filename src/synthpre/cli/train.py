@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from synthpre.errors import UserError
 from synthpre.tokens import TokenSpace
-from synthpre.train.engine import TrainConfig
+from synthpre.train.config import TrainConfig
 
 # Keys of a --config file besides the TrainConfig fields.
 DATA_KEYS = ("task", "rates", "model", "vocab", "min_len", "max_len", "task_params", "threads")
