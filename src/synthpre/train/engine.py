@@ -333,17 +333,17 @@ def train(
     stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
     validation = Validation(val_source, config, rank, world)
 
-    def next_batch(step: int) -> tuple[dict[str, torch.Tensor], int, int, int]:
-        """This process's collated batch, its target tokens, and the GLOBAL batch's target tokens and
-        real (unpadded) tokens: counted on the CPU from the global batch, a pure function of the step,
-        so that no process waits on a collective (or the host on a device) to learn them."""
+    def next_batch(step: int) -> tuple[dict[str, torch.Tensor], int, int]:
+        """This process's collated batch, and the GLOBAL batch's target tokens and real (unpadded)
+        tokens: counted on the CPU from the global batch, a pure function of the step, so that no
+        process waits on a collective (or the host on a device) to learn them."""
         everyone = stream.global_examples(step)
         batch = collate(
             stream.share(everyone), config.max_input_len, config.max_target_len, config.pad_multiple
         )
         targets = int(collated_lengths(everyone.target_lengths, config.max_target_len).sum())
         inputs = int(collated_lengths(everyone.input_lengths, config.max_input_len).sum())
-        return batch, int((batch["labels"] != LABEL_IGNORE).sum()), targets, targets + inputs
+        return batch, targets, targets + inputs
 
     def save(step: int) -> None:
         """All processes write their RNG state (and gather FSDP shards); the main process writes the rest."""
@@ -372,7 +372,7 @@ def train(
     # ---- the loop
     prefetch = ThreadPoolExecutor(max_workers=1)
     pending = prefetch.submit(next_batch, start_step)
-    sums = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # loss, z, right, target tokens
+    sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss, z, right (this process)
     started = window_start = time.perf_counter()
     started_cpu = time.process_time()
 
@@ -383,23 +383,22 @@ def train(
             "cpu_s": progress.get("cpu_s", 0.0) + time.process_time() - started_cpu,
         }
 
-    tokens_total, window_tokens = progress["tokens"], 0
+    tokens_total, window_tokens, window_targets = progress["tokens"], 0, 0  # global counts
     best, last_eval, step = rule.select(evals), (evals[-1] if evals else None), start_step
     model.train()
     bar = log.progress_bar(config, start_step)
     while step < config.max_steps:
-        cpu_batch, local_tokens, global_tokens, real_tokens = pending.result()
+        cpu_batch, global_tokens, real_tokens = pending.result()
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_batch.items()}
         if step + 1 < config.max_steps:
             pending = prefetch.submit(next_batch, step + 1)
-        valid = batch["labels"] != LABEL_IGNORE
         with accelerator.autocast():
             logits = forward_logits(model, batch).float()
         ce_sum = summed_cross_entropy(logits, batch["labels"])
         loss = ce_sum
         z_sum = torch.zeros((), device=logits.device)
         if config.z_loss:
-            z_sum = (torch.logsumexp(logits, -1).square() * valid).sum()
+            z_sum = (torch.logsumexp(logits, -1).square() * (batch["labels"] != LABEL_IGNORE)).sum()
             loss = loss + config.z_loss * z_sum
         # Normalize by the GLOBAL number of target tokens: DDP's gradient mean then equals the gradient
         # of the mean over the whole batch, whatever the split over processes.
@@ -409,27 +408,27 @@ def train(
         step += 1
 
         right = token_hits(logits.detach(), batch["labels"]).sum()
-        sums[:3] += torch.stack([ce_sum.detach(), z_sum.detach(), right.float()]).double()
-        sums[3] += local_tokens
+        sums += torch.stack([ce_sum.detach(), z_sum.detach(), right.float()]).double()
+        window_targets += global_tokens
         window_tokens += real_tokens
         tokens_total += real_tokens
         bar.update(1)
         if step % config.log_every == 0 or step == config.max_steps:
-            loss_sum, z_total, right_total, count = accelerator.reduce(sums, "sum").tolist()
+            loss_sum, z_total, right_total = accelerator.reduce(sums, "sum").tolist()
             now = time.perf_counter()
             record = {
-                "loss": loss_sum / count,
-                "token_accuracy": right_total / count,
+                "loss": loss_sum / window_targets,
+                "token_accuracy": right_total / window_targets,
                 "tokens_per_s": window_tokens / (now - window_start),  # real tokens (inputs + targets)
                 "lr": learning_rate_at(config, step),
                 "tokens": tokens_total,
                 **clocks(),
             }
             if config.z_loss:
-                record["z_loss"] = z_total / count
+                record["z_loss"] = z_total / window_targets
             log.train(step, record)
             sums.zero_()
-            window_tokens, window_start = 0, now
+            window_tokens, window_targets, window_start = 0, 0, now
 
         is_eval = step % config.eval_every == 0 or step == config.max_steps
         is_save = step % config.save_every == 0 or step == config.max_steps
