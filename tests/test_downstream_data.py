@@ -11,7 +11,7 @@ import pytest
 from synthpre.downstream import offline
 from synthpre.downstream.metrics import canonical_smiles
 from synthpre.downstream.registry import DOWNSTREAM_TASKS, get_downstream_task
-from synthpre.downstream.tokenizer import CharTokenizer, load_pretrained_tokenizer, train_sentencepiece
+from synthpre.tokenizer import CharTokenizer, load_pretrained_tokenizer, train_sentencepiece
 from synthpre.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "downstream"

@@ -14,7 +14,7 @@ from synthpre.cli import app
 from synthpre.downstream.evaluate import evaluate_run
 from synthpre.downstream.finetune import FinetuneConfig, choose_tokenizer, finetune, initial_model, select
 from synthpre.downstream.registry import get_downstream_task
-from synthpre.downstream.tokenizer import CharTokenizer, train_sentencepiece
+from synthpre.tokenizer import CharTokenizer, train_sentencepiece
 from synthpre.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "downstream"

@@ -85,7 +85,7 @@ def test_block_index_selects_the_chunks_and_is_deterministic(corpus):
 
 
 def test_tokenizer_folder_works_too(corpus, tmp_path):
-    from synthpre.downstream.tokenizer import train_sentencepiece
+    from synthpre.tokenizer import train_sentencepiece
 
     folder = tmp_path / "tok"
     train_sentencepiece([corpus[0].read_text()], folder, vocab_size=100)

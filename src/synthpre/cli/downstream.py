@@ -139,7 +139,7 @@ def train_tokenizer(
     (pad 0, eos 1, unk 2, <extra_id_0..99> on top); pass it to `synthpre finetune --tokenizer OUT`."""
     from synthpre.downstream.finetune import FinetuneConfig, read_split
     from synthpre.downstream.registry import get_downstream_task
-    from synthpre.downstream.tokenizer import train_sentencepiece
+    from synthpre.tokenizer import train_sentencepiece
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out} is not empty: pass --overwrite to replace it, or choose another --out")

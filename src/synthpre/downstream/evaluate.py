@@ -14,7 +14,7 @@ import torch
 from synthpre.downstream.decoding import DecodeOptions, predict_and_score, read_predictions, write_outputs
 from synthpre.downstream.finetune import TOKENIZER_DIR, FinetuneConfig, read_split, run_folder
 from synthpre.downstream.registry import get_downstream_task
-from synthpre.downstream.tokenizer import load_run_tokenizer
+from synthpre.tokenizer import load_run_tokenizer
 from synthpre.errors import UserError
 from synthpre.model import load_model
 

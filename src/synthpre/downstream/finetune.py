@@ -27,7 +27,7 @@ from synthpre.downstream.registry import (
     DownstreamTask,
     get_downstream_task,
 )
-from synthpre.downstream.tokenizer import (
+from synthpre.tokenizer import (
     CharTokenizer,
     TextTokenizer,
     load_pretrained_tokenizer,

@@ -177,7 +177,7 @@ def _test_scores(
     from synthpre.downstream.decoding import DecodeOptions, predict_and_score, write_outputs
     from synthpre.downstream.finetune import TOKENIZER_DIR, read_split
     from synthpre.downstream.registry import get_downstream_task
-    from synthpre.downstream.tokenizer import load_run_tokenizer
+    from synthpre.tokenizer import load_run_tokenizer
     from synthpre.model import load_model
 
     task = get_downstream_task(config["task"])

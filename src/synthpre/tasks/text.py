@@ -105,7 +105,7 @@ def tokenizer_function(path: str) -> Callable[[list[str]], list[list[int]]]:
         except (OSError, RuntimeError) as error:
             raise UserError(f"tokenizer {path}: not a SentencePiece model ({error})") from None
         return lambda texts: processor.encode(texts)
-    from synthpre.downstream.tokenizer import load_pretrained_tokenizer
+    from synthpre.tokenizer import load_pretrained_tokenizer
 
     return load_pretrained_tokenizer(Path(path)).encode_many
 

@@ -1,4 +1,4 @@
-"""Text <-> ids for downstream tasks: a local Hugging Face / SentencePiece tokenizer, one trained offline,
+"""Text <-> ids, a module below both tasks (text span corruption) and downstream: a local Hugging Face / SentencePiece tokenizer, one trained offline,
 or a character-level tokenizer for tiny CPU models.
 
 Every tokenizer keeps T5's special ids (pad 0, eos 1, unk 2; App. B: "the default T5 tokenization"),
