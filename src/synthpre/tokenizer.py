@@ -1,5 +1,5 @@
-"""Text <-> ids, a module below both tasks (text span corruption) and downstream: a local Hugging Face / SentencePiece tokenizer, one trained offline,
-or a character-level tokenizer for tiny CPU models.
+"""Text <-> ids, below both tasks (text span corruption) and downstream: a local Hugging Face /
+SentencePiece tokenizer, one trained offline, or a character-level tokenizer for tiny CPU models.
 
 Every tokenizer keeps T5's special ids (pad 0, eos 1, unk 2; App. B: "the default T5 tokenization"),
 so ``synthpre.data.stream.collate`` can append EOS = 1 to its ids.  The character tokenizer maps the
