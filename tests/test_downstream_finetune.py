@@ -11,11 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from synthpre.cli import app
+from synthpre.downstream.config import FinetuneConfig
 from synthpre.downstream.evaluate import evaluate_run
-from synthpre.downstream.finetune import FinetuneConfig, choose_tokenizer, finetune, initial_model, select
+from synthpre.downstream.finetune import choose_tokenizer, finetune, initial_model
 from synthpre.downstream.registry import get_downstream_task
-from synthpre.tokenizer import CharTokenizer, train_sentencepiece
 from synthpre.errors import UserError
+from synthpre.tokenizer import CharTokenizer, train_sentencepiece
+from synthpre.train.selection import SelectionRule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "downstream"
 FIXTURE_DIRS = {
@@ -165,10 +167,19 @@ def test_selection_rules_of_app_b() -> None:
         }
         for s, acc, f1, r in [(10_000, 0.5, 30.0, 20.0), (50_000, 0.7, 20.0, 25.0), (60_000, 0.6, 40.0, 30.0)]
     ]
-    assert select(get_downstream_task("mtop"), evals)[0]["step"] == 50_000  # max val token accuracy
-    assert select(get_downstream_task("squad"), evals)[0]["step"] == 60_000  # best val F1
-    assert select(get_downstream_task("cnndm_10k"), evals)[0]["step"] == 50_000  # step 50K
-    assert select(get_downstream_task("cnndm_10k"), evals[:1])[0]["step"] == 10_000  # not reached: last
+
+    def select(task: str, records: list[dict]) -> dict:
+        """The engine's selection (best.json) under the task's App. B settings."""
+        settings = get_downstream_task(task).selection
+        rule = SelectionRule(
+            settings["selection_metric"], settings["selection"], step=settings["selection_step"]
+        )
+        return rule.select(records)
+
+    assert select("mtop", evals)["step"] == 50_000  # max val token accuracy
+    assert select("squad", evals)["step"] == 60_000  # best val F1
+    assert select("cnndm_10k", evals)["step"] == 50_000  # step 50K
+    assert select("cnndm_10k", evals[:1])["step"] == 10_000  # not reached: last
 
 
 runner = CliRunner()
@@ -178,18 +189,18 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "run"
     smiles = ["finetune", "--task", "smiles_canonicalize", "--out", str(out)]
     cases = [
-        (["finetune", "--task", "squad", "--out", str(out)], "pass --data"),
+        (["finetune", "--task", "squad", "--out", str(out)], "(--data DIR)"),
         (["finetune", "--task", "mtop", "--out", str(out), "--data", str(tmp_path)], "none of train.json"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--tokenizer", str(tmp_path)],
          "no tokenizer.json"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--lr-sweep", "1e-2,x"],
          "comma-separated"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--max-steps", "0"], "max-steps"),
-        ([*smiles, "--init-scheme", "per_param_mean_sd"], "needs --init-from"),
+        ([*smiles, "--init-scheme", "per_param_mean_sd"], "needs init_from (--init-from"),
         ([*smiles, "--init-from", str(tmp_path / "none")], "does not exist"),
         ([*smiles, "--init-from", str(tmp_path)], "not a model folder"),
         (["evaluate", str(tmp_path)], "no results.json"),
-        (["tokenizer", "train", "--task", "webqsp", "--out", str(out)], "pass --data"),
+        (["tokenizer", "train", "--task", "webqsp", "--out", str(out)], "(--data DIR)"),
     ]  # fmt: skip
     for args, message in cases:
         result = runner.invoke(app, args)

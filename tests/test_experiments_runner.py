@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from rich.console import Console
 
 from synthpre.experiments.execute import execute_run, launched_executor
@@ -39,13 +38,7 @@ downstream:
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a loaded 2-core machine are many times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(tmp_path: Path, schemes: str = "[full]", steps: int = 8) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from synthpre.errors import UserError
 from synthpre.tasks import get_task
 from synthpre.tasks.dyck import DyckParams, dyck_sentences, is_balanced
-from synthpre.tasks.registry import offsets_from_lengths
+from synthpre.tasks.ragged import offsets_from_lengths
 from synthpre.tasks.span_corruption import (
     noise_counts,
     random_compositions,

@@ -10,21 +10,33 @@ import numpy as np
 import pytest
 
 from synthpre.tasks import get_task
-from synthpre.tasks.registry import Examples, add_prefix, offsets_from_lengths, ragged_join
-from synthpre.tasks.simple import _join, _rows_with_repeats
+from synthpre.tasks.ragged import offsets_from_lengths, ragged_join, rows_with_repeats
+from synthpre.tasks.registry import Examples, add_prefix
 from synthpre.tokens import TokenSpace
 
 
-def test_join_matches_ragged_join_with_empty_rows() -> None:
+def _random_ragged(rng: np.random.Generator, n: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    lengths = rng.integers(0, 5, n)  # empty rows included
+    return rng.integers(2, 99, lengths.sum()).astype(dtype), offsets_from_lengths(lengths)
+
+
+@pytest.mark.parametrize("n", [0, 1, 50])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_ragged_join_fast_path_matches_the_general_join_and_plain_python(n: int, dtype: type) -> None:
+    """``[ragged, token, ragged]`` takes the ``np.insert`` path; every other shape the general loop."""
     rng = np.random.default_rng(0)
-    first_lengths, second_lengths = rng.integers(0, 5, 50), rng.integers(0, 5, 50)
-    first = (rng.integers(2, 99, first_lengths.sum(), dtype=np.int32), offsets_from_lengths(first_lengths))
-    second = (rng.integers(2, 99, second_lengths.sum(), dtype=np.int32), offsets_from_lengths(second_lengths))
-    values, offsets = _join(first, 7, second)
-    expected_values, expected_offsets = ragged_join([first, 7, second])
-    np.testing.assert_array_equal(values, expected_values)
-    np.testing.assert_array_equal(offsets, expected_offsets)
-    assert values.dtype == np.int32
+    first, second = _random_ragged(rng, n, dtype), _random_ragged(rng, n, np.int32)
+    no_tokens = (np.zeros(0, np.int32), np.zeros(n + 1, np.int64))  # joins nothing, forces the loop
+    fast = ragged_join([first, 7, second])
+    general = ragged_join([first, 7, second, no_tokens])
+    expected = [
+        [*first[0][first[1][r] : first[1][r + 1]], 7, *second[0][second[1][r] : second[1][r + 1]]]
+        for r in range(n)
+    ]
+    for values, offsets in (fast, general):
+        assert values.dtype == np.int32 and offsets.dtype == np.int64
+        assert [values[offsets[r] : offsets[r + 1]].tolist() for r in range(n)] == expected
+        np.testing.assert_array_equal(offsets, offsets_from_lengths(np.array([len(e) for e in expected])))
 
 
 def test_add_prefix_matches_ragged_join() -> None:
@@ -40,7 +52,7 @@ def test_rows_with_repeats_finds_every_row_with_a_repeat(space: TokenSpace) -> N
     lengths = rng.integers(0, 12, 3000)
     values = rng.integers(space.lo, min(space.hi, 60) + 1, lengths.sum())
     offsets = offsets_from_lengths(lengths)
-    rows = _rows_with_repeats(values, offsets, space)
+    rows = rows_with_repeats(values, offsets, space.lo, space.hi)
     repeated = [r for r in range(len(lengths)) if len(set(values[offsets[r] : offsets[r + 1]])) < lengths[r]]
     assert set(rows.tolist()) >= set(repeated)
     if space.num_content <= 2**22:

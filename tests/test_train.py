@@ -1,6 +1,7 @@
 """The engine: it learns, resumes bit-exactly after SIGKILL, splits over processes, and refuses bad input."""
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -21,6 +22,7 @@ from synthpre.model import build_model, vocab_size_for
 from synthpre.tasks import get_task
 from synthpre.tokens import TokenSpace
 from synthpre.train import SelectionRule, TrainConfig, train
+from tiny_runs import tiny_run
 
 # A CI-sized identity task: payloads of 1..6 tokens from 10 content ids (plus the 2-token task prefix).
 TINY = ["--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1", "--max-len", "6"]
@@ -42,24 +44,11 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow  # about 700 steps: ~60-90 s of CPU time
 def test_tiny_t5_learns_identity_to_99_percent(tmp_path, one_thread, capsys):
-    space = TokenSpace(3, 12)
-    task = get_task("identity")
-    source = MixtureSource([(task, task.params_cls(min_len=1, max_len=6))], space, seed=0)
-    model = build_model("t5-tiny", vocab_size=vocab_size_for(space), seed=0)
-    config = TrainConfig(
-        out_dir=str(tmp_path / "run"), max_steps=1500, batch_size=64, max_input_len=16, max_target_len=16,
-        dropout=0.0, eval_every=100, save_every=100_000, num_val_examples=512, log_every=50,
-        stop_at_threshold=True, progress=False,
+    config, model, source = tiny_run(
+        tmp_path, max_steps=1500, batch_size=64, dropout=0.0, eval_every=100, save_every=100_000,
+        num_val_examples=512, log_every=50, stop_at_threshold=True,
     )  # fmt: skip
     result = train(config, model, source, source.validation())
     assert result.best is not None and result.best["threshold_met"], result.last_eval
@@ -278,7 +267,7 @@ def test_max_length_above_the_model_limit_and_fsdp_at_a_constant_rate_are_user_e
     with pytest.raises(UserError, match="above what this model supports"):
         train(config, model, source, source.validation())
     config = TrainConfig(out_dir=str(tmp_path / "run"), fsdp=True, lr_schedule="constant", learning_rate=1e-3)
-    with pytest.raises(UserError, match="--fsdp supports the t5_rsqrt schedule"):
+    with pytest.raises(UserError, match=r"fsdp \(--fsdp\) supports the t5_rsqrt schedule"):
         train(config, build_model("t5-tiny", vocab_size=vocab_size_for(space)), source, source.validation())
     assert not (tmp_path / "run").exists()
 
@@ -302,7 +291,7 @@ def test_config_file_then_command_line_and_the_written_config(tmp_path, capsys, 
     ]
     assert written["val_data"]["index_offset"] == 2**40
     assert written["model"]["vocab_size"] == vocab_size_for(TokenSpace(3, 12))
-    assert written["task_params"] == {"min_len": 1, "max_len": 6}
+    assert written["pretraining"]["task_params"] == {"min_len": 1, "max_len": 6}
     settings.write_text("task: identity\nbogus: 1\n")
     code, err = run_cli(["pretrain", "--config", str(settings), "--out", str(tmp_path / "other")], capsys)
     assert code == 2 and "bogus" in err
@@ -324,3 +313,88 @@ def test_throughput_benchmark_quick_runs(tmp_path):
     }
     assert all(r["tokens_per_s"] > 0 and r["ratio"] > 0 for r in results)
     assert "engine/this" in done.stdout
+
+
+def test_fp32_then_bf16_then_fp32_in_one_process(tmp_path, one_thread):
+    """The Accelerator is the same in every run (bf16 is the engine's own autocast), so one process
+    may train at several precisions, one after the other."""
+    results = {}
+    for name, precision in (("fp32", "fp32"), ("bf16", "bf16"), ("fp32_again", "fp32")):
+        config, model, source = tiny_run(tmp_path, name, precision=precision)
+        results[name] = train(config, model, source, source.validation())
+        assert results[name].step == 2 and (tmp_path / name / "checkpoints" / "step_2").is_dir()
+    fp32, bf16, again = (results[name].last_eval["val_loss"] for name in ("fp32", "bf16", "fp32_again"))
+    assert fp32 == again and bf16 != fp32  # bf16 really autocasts, and leaves nothing behind
+
+
+def test_on_start_resume_logs_and_a_config_json_from_before_a_new_field(tmp_path, one_thread, caplog):
+    """``on_start`` runs once config.json is written and never on bad input; resuming compares
+    ``TrainConfig.identity()`` (a field an older config.json lacks counts as its default) and logs
+    where it resumes from; an unusable checkpoint is a logged warning."""
+    config, model, source = tiny_run(tmp_path)
+    run = tmp_path / "run"
+    calls = []
+
+    def on_start(run_dir: Path) -> None:
+        calls.append(run_dir)
+        assert (run_dir / "config.json").is_file() and not (run_dir / "checkpoints").exists()
+        (run_dir / "tokenizer.txt").write_text("mine")
+
+    train(config, model, source, source.validation(), on_start=on_start)
+    assert calls == [run] and (run / "tokenizer.txt").read_text() == "mine"
+    with pytest.raises(UserError, match=r"already holds a run .*resume \(--resume\)"):
+        train(config, tiny_run(tmp_path)[1], source, source.validation(), on_start=on_start)
+    assert calls == [run]
+
+    written = json.loads((run / "config.json").read_text())
+    del written["train"]["selection_step"]  # as written before the field existed
+    (run / "config.json").write_text(json.dumps(written))
+    longer = config.model_copy(update={"max_steps": 4})
+    with caplog.at_level(logging.INFO, logger="synthpre.train"):
+        train(longer, tiny_run(tmp_path)[1], source, source.validation(), resume=True)
+    assert f"resuming from {run / 'checkpoints' / 'step_2'} (step 2)" in caplog.text
+
+    with open(run / "checkpoints" / "step_4" / "model" / "model.safetensors", "r+b") as handle:
+        handle.truncate(100)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="synthpre.train"):
+        result = train(longer, tiny_run(tmp_path)[1], source, source.validation(), resume=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"checkpoint {run / 'checkpoints' / 'step_4'} is unusable" in w for w in warnings)
+    assert "(step 2)" in caplog.text and result.step == 4
+
+
+FOREIGN_STATE = """
+import json, sys
+import torch
+from accelerate import Accelerator
+from tiny_runs import tiny_run
+from synthpre.train import train
+
+torch.set_num_threads(1)
+Accelerator(cpu=True, mixed_precision="bf16")  # the state Seq2SeqTrainer(bf16=True) leaves behind
+losses = {}
+for name, precision in (("fp32", "fp32"), ("bf16", "bf16")):
+    config, model, source = tiny_run(Path(sys.argv[1]), name, precision=precision)
+    losses[name] = train(config, model, source, source.validation()).last_eval["val_loss"]
+print(json.dumps(losses))
+"""
+
+
+def test_train_after_another_library_left_accelerate_at_bf16(tmp_path, one_thread):
+    """transformers' Trainer makes accelerate's process-wide state with its own mixed precision; the
+    engine keeps that state, drops its autocast hooks, and trains as in a fresh process."""
+    script = tmp_path / "foreign.py"
+    script.write_text("from pathlib import Path\n" + FOREIGN_STATE)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "foreign")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    foreign = json.loads(done.stdout.splitlines()[-1])
+    for name, precision in (("fp32", "fp32"), ("bf16", "bf16")):
+        config, model, source = tiny_run(tmp_path / "here", name, precision=precision)
+        assert train(config, model, source, source.validation()).last_eval["val_loss"] == foreign[name]

@@ -1,7 +1,7 @@
 """User-facing errors: the command line prints them and exits with code 2."""
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -15,6 +15,12 @@ class UserError(Exception):
     """
 
 
+def close_match(name: str, names: Iterable[str]) -> str | None:
+    """The valid name nearest to a misspelt ``name`` (difflib), or None."""
+    near = difflib.get_close_matches(name, list(names), n=1)
+    return near[0] if near else None
+
+
 def lookup(table: Mapping[str, T], name: str, kind: str, listing: str | None = None) -> T:
     """``table[name]``, or a ``UserError`` that suggests the nearest name and lists the valid ones.
 
@@ -23,7 +29,7 @@ def lookup(table: Mapping[str, T], name: str, kind: str, listing: str | None = N
     """
     if name in table:
         return table[name]
-    near = difflib.get_close_matches(name, list(table), n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
+    near = close_match(name, table)
+    hint = f" Did you mean {near!r}?" if near else ""
     listing = listing or f"Valid {kind}s: {', '.join(table)}."
     raise UserError(f"unknown {kind} {name!r}.{hint} {listing}")

@@ -193,9 +193,11 @@ PARAM_GROUPS: dict[str, frozenset[str] | None] = {
 
 @dataclass(frozen=True)
 class Scheme:
-    """An initialization scheme: its paper name (or None), a description and its groups."""
+    """An initialization scheme: its row name in the tables (the paper's, for the schemes the paper
+    has), where the paper reports it (None: ours), a description and its groups."""
 
-    paper_name: str | None
+    row_name: str
+    paper_ref: str | None
     description: str
     groups: Callable[[list[str]], list[Group]] | None  # None: copy the weights (full)
 
@@ -204,62 +206,75 @@ def _per_param_scheme(group: str, mode: str) -> Callable[[list[str]], list[Group
     return lambda names: per_param_groups(names, mode, PARAM_GROUPS[group])
 
 
-_PAPER_NAMES = {
-    "per_param_mean_sd": "Per Param Mean/SD (Sec. 5.1, Tables 2, 5, 7)",
-    "per_param_scale": "Per Param Scale (Sec. 5.2, Table 5)",
-    "pre_attn_ln_scale": "Pre-attn LN Per Param Scale (Table 5)",
-    "attention_scale": "Attention Per Param Scale (Table 5)",
-    "pre_mlp_ln_scale": "Pre-MLP LN Per Param Scale (Table 5)",
-    "mlp_scale": "MLP Per Param Scale (Table 5)",
+_GROUP_WORDS = {  # group -> (what it re-draws, the row-name prefix)
+    "per_param": ("every parameter but the token embedding", "Per Param"),
+    "pre_attn_ln": (
+        "the pre-attention norms (encoder; decoder pre-self and pre-cross)",
+        "Pre-attn LN Per Param",
+    ),
+    "attention": ("q, k, v, o of every attention block", "Attention Per Param"),
+    "pre_mlp_ln": ("the pre-MLP norms", "Pre-MLP LN Per Param"),
+    "mlp": ("the MLP wi (wi_0, wi_1) and wo", "MLP Per Param"),
+    "relpos": ("the relative-position tables", "Rel-pos Tables"),
+    "norms": ("all layer norms (pre-attention, pre-MLP, final)", "Layer Norms"),
 }
-_GROUP_WORDS = {
-    "per_param": "every parameter but the token embedding",
-    "pre_attn_ln": "the pre-attention norms (encoder; decoder pre-self and pre-cross)",
-    "attention": "q, k, v, o of every attention block",
-    "pre_mlp_ln": "the pre-MLP norms",
-    "mlp": "the MLP wi (wi_0, wi_1) and wo",
-    "relpos": "the relative-position tables",
-    "norms": "all layer norms (pre-attention, pre-MLP, final)",
+_MODE_WORDS = {  # mode -> (how, the row-name suffix)
+    "mean_sd": ("each drawn from N(mean, SD) of that pre-trained parameter", "Mean/SD"),
+    "scale": ("norms set to the mean of that pre-trained norm, others drawn from N(0, its SD)", "Scale"),
 }
-_MODE_WORDS = {
-    "mean_sd": "each drawn from N(mean, SD) of that pre-trained parameter",
-    "scale": "norms set to the mean of that pre-trained norm, others drawn from N(0, its SD)",
+_PAPER_REFS = {
+    "per_param_mean_sd": "Sec. 5.1, Tables 2, 5, 7",
+    "per_param_scale": "Sec. 5.2, Table 5",
+    "pre_attn_ln_scale": "Table 5",
+    "attention_scale": "Table 5",
+    "pre_mlp_ln_scale": "Table 5",
+    "mlp_scale": "Table 5",
 }
 
 SCHEMES: dict[str, Scheme] = {
     "full": Scheme(
-        "Full Init (Sec. 3, 4, Table 1)",
+        "Full Init",
+        "Sec. 3, 4, Table 1",
         "all weights copied (optionally the token embedding left fresh, as in the authors' fine-tuning)",
         None,
     ),
     **{
         f"{group}_{mode}": Scheme(
-            _PAPER_NAMES.get(f"{group}_{mode}"),
-            f"{_GROUP_WORDS[group]}: {_MODE_WORDS[mode]}; everything else fresh",
+            f"{_GROUP_WORDS[group][1]} {_MODE_WORDS[mode][1]}",
+            _PAPER_REFS.get(f"{group}_{mode}"),
+            f"{_GROUP_WORDS[group][0]}: {_MODE_WORDS[mode][0]}; everything else fresh",
             _per_param_scheme(group, mode),
         )
         for group in PARAM_GROUPS
         for mode in ("mean_sd", "scale")
     },
     "across_layers_scale": Scheme(
-        "Across Layers Scale (App. H, Table 5)",
+        "Across Layers Scale",
+        "App. H, Table 5",
         "per_param_scale with one statistic per parameter TYPE pooled over all layers: queries, keys, "
         "values, attention outputs, MLP wi, MLP wo, pre-attention norms, pre-MLP norms, final norms, "
         "relative-position tables (and an untied output head)",
         across_layers_groups,
     ),
     "per_layer_scale": Scheme(
-        "Per Layer Scale (App. H, Table 5)",
+        "Per Layer Scale",
+        "App. H, Table 5",
         "per layer: SD of all its non-norm weights, mean of all its norms; final norms, relative-position "
         "tables and an untied output head one statistic each",
         per_layer_groups,
     ),
     "whole_model_scale": Scheme(
-        "Whole Model Scale (Table 5)",
+        "Whole Model Scale",
+        "Table 5",
         "one SD for all weight matrices, one mean for all norms, one SD for both relative-position tables",
         whole_model_groups,
     ),
 }
+
+
+def scheme_row_name(name: str | None) -> str:
+    """The row name of scheme ``name`` in the tables (the name itself for an unknown one)."""
+    return SCHEMES[name].row_name if name in SCHEMES else str(name)
 
 
 def check_scheme(name: str) -> Scheme:

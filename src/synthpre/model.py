@@ -21,7 +21,7 @@ from transformers.initialization import no_init_weights
 from transformers.utils import logging as hf_logging
 
 from synthpre.errors import UserError, lookup
-from synthpre.tokens import EOS_ID, PAD_ID, TokenSpace
+from synthpre.tokens import EOS_ID, NUM_SENTINELS, PAD_ID, TokenSpace
 
 DECODER_START_ID = 0  # T5 starts decoding from the pad id
 T5_VOCAB_SIZE = 32128
@@ -43,11 +43,15 @@ class ModelSpec:
     relative_attention_max_distance: int = 128
     vocab_size: int = T5_VOCAB_SIZE
     dropout_rate: float = 0.1
+    # True: the vocabulary is sized to the synthetic token space (the CPU pilot's tiny model); False:
+    # T5's 32,128 rows, so that the model fine-tunes with T5's tokenizer like the paper's.
+    vocab_from_tokens: bool = False
 
     def t5_config(self, vocab_size: int | None = None, dropout_rate: float | None = None) -> T5Config:
         """A ``T5Config`` with T5's special ids; untied specs get ``tie_word_embeddings=False`` for real."""
         fields = asdict(self)
         tied = fields.pop("tied")
+        fields.pop("vocab_from_tokens")
         fields["vocab_size"] = vocab_size or self.vocab_size
         if dropout_rate is not None:
             fields["dropout_rate"] = dropout_rate
@@ -69,7 +73,7 @@ MODEL_CONFIGS: dict[str, ModelSpec] = {
     "t5-base": ModelSpec(768, 64, 3072, 12, 12, 12, "relu", tied=True),
     "t5-v1_1-small": ModelSpec(512, 64, 1024, 8, 8, 6, "gated-gelu", tied=False),
     "t5-v1_1-base": ModelSpec(768, 64, 2048, 12, 12, 12, "gated-gelu", tied=False),
-    "t5-tiny": ModelSpec(128, 32, 512, 2, 2, 4, "relu", tied=True),
+    "t5-tiny": ModelSpec(128, 32, 512, 2, 2, 4, "relu", tied=True, vocab_from_tokens=True),
 }
 
 
@@ -78,9 +82,29 @@ def get_spec(name: str) -> ModelSpec:
     return lookup(MODEL_CONFIGS, name, "model")
 
 
+def padded_vocab_size(num_ids: int) -> int:
+    """A model vocabulary that holds ``num_ids`` ids, rounded up to a multiple of 8."""
+    return -(-num_ids // 8) * 8
+
+
 def vocab_size_for(space: TokenSpace) -> int:
     """Model vocabulary for a token space: every id of the space, rounded up to a multiple of 8."""
-    return -(-space.vocab_size // 8) * 8
+    return padded_vocab_size(space.vocab_size)
+
+
+def model_vocab_size(name: str, space: TokenSpace) -> int:
+    """THE vocabulary rule of a model trained on ``space`` (pre-training, and the Random Init or
+    statistics arms that must have its shape): a ``vocab_from_tokens`` model (t5-tiny) gets the
+    smallest vocabulary that holds the space, the others keep their spec's (T5's 32,128).
+    ``UserError`` when the space does not fit (setting ``vocab``, flag ``--vocab``)."""
+    spec = get_spec(name)
+    size = vocab_size_for(space) if spec.vocab_from_tokens else spec.vocab_size
+    if space.vocab_size > size:
+        raise UserError(
+            f"vocab {space.lo}:{space.hi} (--vocab) needs {space.vocab_size} token ids but {name} has "
+            f"{size}; lower HI to at most {size - NUM_SENTINELS - 1}"
+        )
+    return size
 
 
 def is_tied(model: T5ForConditionalGeneration) -> bool:

@@ -122,7 +122,9 @@ def load_pretrained_tokenizer(folder: Path) -> PretrainedTokenizer:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"--tokenizer {folder}: not a folder (give a local tokenizer folder or 'chars')")
+        raise UserError(
+            f"tokenizer {folder} (--tokenizer): not a folder (give a tokenizer folder or 'chars')"
+        )
     try:
         if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -132,17 +134,18 @@ def load_pretrained_tokenizer(folder: Path) -> PretrainedTokenizer:
             )
         else:
             raise UserError(
-                f"--tokenizer {folder}: no tokenizer.json, tokenizer_config.json or spiece.model in it"
+                f"tokenizer {folder} (--tokenizer): no tokenizer.json, tokenizer_config.json or spiece.model"
             )
     except UserError:
         raise
     except Exception as error:  # transformers raises many kinds for a broken folder
         raise UserError(
-            f"--tokenizer {folder}: does not load as a tokenizer ({type(error).__name__}: {error})"
+            f"tokenizer {folder} (--tokenizer): does not load ({type(error).__name__}: {error})"
         ) from None
     if tokenizer.pad_token_id != PAD_ID or tokenizer.eos_token_id != EOS_ID:
         raise UserError(
-            f"--tokenizer {folder}: pad id {tokenizer.pad_token_id}, eos id {tokenizer.eos_token_id}; "
+            f"tokenizer {folder} (--tokenizer): pad id {tokenizer.pad_token_id}, "
+            f"eos id {tokenizer.eos_token_id}; "
             f"T5 models need pad {PAD_ID} and eos {EOS_ID} (a T5 SentencePiece tokenizer has them)"
         )
     return PretrainedTokenizer(tokenizer)

@@ -70,7 +70,7 @@ class TokenSpace:
         if self.lo < 2:
             raise UserError(f"vocabulary lower bound {self.lo} < 2: ids 0 and 1 are pad and eos")
         if self.hi < self.lo:
-            raise UserError(f"empty vocabulary {self.lo}:{self.hi}: need LO <= HI (e.g. --vocab 2:31999)")
+            raise UserError(f"empty vocabulary {self.lo}:{self.hi}: need LO <= HI in vocab (--vocab)")
 
     @classmethod
     def parse(cls, text: str) -> TokenSpace:
@@ -78,7 +78,7 @@ class TokenSpace:
         try:
             lo, hi = (int(part) for part in text.split(":"))
         except ValueError:
-            raise UserError(f"--vocab {text!r}: expected LO:HI with two integers, e.g. 2:31999") from None
+            raise UserError(f"vocab {text!r} (--vocab): expected LO:HI, two integers, e.g. 2:31999") from None
         return cls(lo, hi)
 
     @property

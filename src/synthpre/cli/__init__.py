@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -33,8 +34,26 @@ def _register_commands() -> None:
 _register_commands()
 
 
+class _MessageFormatter(logging.Formatter):
+    """The library's log records as the command line prints them: ``message``, ``warning: message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+def show_library_messages() -> None:
+    """Print what the library logs (``logging.getLogger("synthpre...")``) on stderr, INFO and up."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_MessageFormatter())
+    logger = logging.getLogger("synthpre")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main() -> None:
     """Entry point: run the app; a ``UserError`` prints its message and exits with code 2."""
+    show_library_messages()
     try:
         app()
     except UserError as error:

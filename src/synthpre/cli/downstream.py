@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import ValidationError
 
+from synthpre.cli.options import invalid_settings, model_options, with_options
+from synthpre.downstream.config import FinetuneConfig
 from synthpre.errors import UserError
 
 tokenizer_app = typer.Typer(help="Tokenizers for downstream tasks (trained offline, never downloaded).")
@@ -27,47 +27,41 @@ def _floats(text: str, option: str) -> list[float]:
     return values
 
 
+def task_defaults_text(field: str) -> str:
+    """The App. D.3 defaults of ``field`` over the registered tasks, e.g. "the task's: 128; webqsp 32"."""
+    from collections import Counter
+
+    from synthpre.downstream.registry import DOWNSTREAM_TASKS
+
+    values = {name: getattr(task.defaults, field) for name, task in DOWNSTREAM_TASKS.items()}
+    common = Counter(values.values()).most_common(1)[0][0]
+    others = ", ".join(f"{name} {value:,}" for name, value in values.items() if value != common)
+    return f"the task's, App. D.3: {common:,}" + (f"; {others}" if others else "")
+
+
+TASK_DEFAULTED = ("learning_rate", "max_steps", "eval_every", "batch_size", "max_input_len", "max_target_len",
+                  "max_decode_len")  # fmt: skip
+FINETUNE_OPTIONS = model_options(
+    FinetuneConfig,
+    exclude=("task", "out_dir", "lr_sweep"),
+    aliases={"learning_rate": ["--lr"]},
+    defaults_text={
+        **{field: task_defaults_text(field) for field in TASK_DEFAULTED},
+        "eval_decode": "all for SQuAD and the offline tasks, none otherwise",
+    },
+    help={"eval_decode": "validation examples decoded at each evaluation"},
+)
+
+
+@with_options(FINETUNE_OPTIONS)
 def finetune(
     task: str = typer.Option(..., help="downstream task (`synthpre downstream list`)"),
     out: Path = typer.Option(..., "--out", help="the run folder"),
-    model: str = typer.Option("t5-small", help="named model config for a random init / statistics schemes"),
-    data: Path = typer.Option(None, help="folder with the task's downloaded files (the six App. D tasks)"),
-    init_from: Path = typer.Option(None, help="checkpoint, pre-training run folder, or local HF T5 folder"),
-    init_scheme: str = typer.Option(
-        "full", help="full (copy all weights) or a statistics scheme (`synthpre init`)"
-    ),
-    tokenizer: str = typer.Option(
-        None, help="'chars', or a local tokenizer folder; default: see docs/downstream.md"
-    ),
-    vocab_size: int = typer.Option(
-        None, help="model vocabulary of a random init (default: the tokenizer's, /8)"
-    ),
-    lr: float = typer.Option(None, "--lr", help="constant learning rate (default: the task's, App. D.3)"),
     lr_sweep: str = typer.Option(None, help="one run per learning rate, the best kept, e.g. 1e-2,3e-3,1e-3"),
-    train_size: int = typer.Option(None, help="fine-tune on a fixed subset of N training examples (Table 4)"),
-    val_size: int = typer.Option(None, help="use only the first N validation examples (quick runs)"),
-    max_steps: int = typer.Option(None, help="optimizer steps (default: the task's, App. B)"),
-    eval_every: int = typer.Option(
-        None, help="evaluate and checkpoint every N steps (default 10K; WebQSP 5K)"
-    ),
-    batch_size: int = typer.Option(
-        None, help="global batch (default 128; 32 for WebQSP and code translation)"
-    ),
-    max_input_len: int = typer.Option(None, help="input length in tokens (default: the task's)"),
-    max_target_len: int = typer.Option(None, help="target length in tokens (default: the task's)"),
-    max_decode_len: int = typer.Option(None, help="max decoded tokens (default: the task's)"),
-    eval_decode: int = typer.Option(
-        None,
-        help="validation examples decoded at each evaluation (default: all "
-        "for SQuAD and the offline tasks, none otherwise)",
-    ),
-    dropout: float = typer.Option(0.1, help="dropout during fine-tuning (T5: 0.1)"),
-    lowercase: bool = typer.Option(False, help="lower-case inputs and targets (Krishna et al.'s CNNDM-10K)"),
-    seed: int = typer.Option(0, help="seed of the data order, dropout and a random init"),
     threads: int = typer.Option(None, help="torch CPU threads"),
     resume: bool = typer.Option(False, help="continue the run in --out from its newest checkpoint"),
     overwrite: bool = typer.Option(False, help="delete the run files already in --out and start over"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
+    **given: Any,
 ) -> None:
     """Fine-tune a T5 on a downstream task with the engine of `synthpre pretrain` (App. B / D.3 defaults:
     Adafactor with a constant learning rate, dropout 0.1, the task's batch, lengths and steps).
@@ -75,29 +69,18 @@ def finetune(
     The checkpoint chosen by the task's App. B rule goes into OUT/results.json.  Example on a CPU:
     `synthpre finetune --task smiles_canonicalize --model t5-tiny --tokenizer chars --out runs/smiles`.
     """
-    from synthpre.downstream.finetune import FinetuneConfig
-    from synthpre.downstream.finetune import finetune as run_finetune
+    from synthpre import recipes
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    sweep = _floats(lr_sweep, "--lr-sweep") if lr_sweep else None
     try:
-        config = FinetuneConfig(
-            task=task, out_dir=str(out), model=model, data=str(data) if data else None,
-            init_from=str(init_from) if init_from else None, init_scheme=init_scheme, tokenizer=tokenizer,
-            vocab_size=vocab_size, learning_rate=lr,
-            lr_sweep=_floats(lr_sweep, "--lr-sweep") if lr_sweep else None, train_size=train_size,
-            val_size=val_size, max_steps=max_steps, eval_every=eval_every, batch_size=batch_size,
-            max_input_len=max_input_len, max_target_len=max_target_len, max_decode_len=max_decode_len,
-            eval_decode=eval_decode, dropout=dropout, lowercase=lowercase, seed=seed, progress=progress,
-        )  # fmt: skip
+        config = FinetuneConfig(task=task, out_dir=str(out), lr_sweep=sweep, **given)
     except ValidationError as error:
-        problems = "; ".join(
-            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors()
-        )
-        raise UserError(f"invalid fine-tuning settings: {problems}") from None
-    results = run_finetune(config, resume=resume, overwrite=overwrite)
+        raise invalid_settings(error, "fine-tuning") from None
+    results = recipes.finetune(config, resume=resume, overwrite=overwrite)
     selected = results["selected"]
     scores = ", ".join(f"{k} {v:.4g}" for k, v in selected.items() if k.startswith("val_"))
     print(f"selected {selected['checkpoint']} (step {selected['step']}; {results['rule']}): {scores}")
@@ -111,12 +94,13 @@ def evaluate(
     batch_size: int = typer.Option(None, help="decoding batch (default: the run's batch size)"),
     data: Path = typer.Option(None, help="the task's data folder, if it moved since fine-tuning"),
     predictions: Path = typer.Option(None, help="only score this predictions JSONL against the split"),
+    limit: int = typer.Option(None, min=1, help="decode only the first N examples of the split"),
     threads: int = typer.Option(None, help="torch CPU threads"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Decode a split with the run's selected checkpoint (batched greedy or beam search, up to the task's
     max decode length); writes RUN/eval/SPLIT/predictions.jsonl and metrics.json."""
-    from synthpre.downstream.evaluate import evaluate_run
+    from synthpre import recipes
 
     if threads:
         import torch
@@ -124,7 +108,10 @@ def evaluate(
         torch.set_num_threads(threads)
     if predictions is not None and not predictions.is_file():
         raise UserError(f"--predictions {predictions}: no such file")
-    metrics = evaluate_run(run, split, beams, batch_size, data, predictions, progress)
+    metrics = recipes.evaluate(
+        run, split, beams=beams, limit=limit, batch_size=batch_size, data=data, predictions=predictions,
+        progress=progress,
+    )  # fmt: skip
     print(json.dumps(metrics, indent=2))
 
 
@@ -137,28 +124,9 @@ def train_tokenizer(
 ) -> None:
     """Train a SentencePiece unigram tokenizer offline on a task's training split, with T5's layout
     (pad 0, eos 1, unk 2, <extra_id_0..99> on top); pass it to `synthpre finetune --tokenizer OUT`."""
-    from synthpre.downstream.finetune import FinetuneConfig, read_split
-    from synthpre.downstream.registry import get_downstream_task
-    from synthpre.tokenizer import train_sentencepiece
+    from synthpre import recipes
 
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} is not empty: pass --overwrite to replace it, or choose another --out")
-    downstream_task = get_downstream_task(task)
-    examples = read_split(
-        downstream_task,
-        FinetuneConfig(task=task, out_dir=str(out), data=str(data) if data else None),
-        "train",
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-    try:
-        tokenizer = train_sentencepiece([e.input + "\n" + e.target for e in examples], tmp, vocab_size)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    tokenizer = recipes.train_tokenizer(task, out, data, vocab_size, overwrite=overwrite)
     print(f"{out}: {tokenizer.vocab_size:,} ids ({tokenizer.vocab_size - 100:,} pieces + 100 sentinels)")
 
 

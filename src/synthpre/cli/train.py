@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,18 +10,19 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from synthpre.cli.options import invalid_settings, model_options, with_options
 from synthpre.errors import UserError
-from synthpre.tokens import TokenSpace
+from synthpre.recipes import Pretraining
 from synthpre.train.config import TrainConfig
 
-# Keys of a --config file besides the TrainConfig fields.
-DATA_KEYS = ("task", "rates", "model", "vocab", "min_len", "max_len", "task_params", "threads")
-
-
-def _help(field: str) -> str:
-    info = TrainConfig.model_fields[field]
-    default = "required" if info.is_required() else f"default {info.default}"
-    return f"{info.description} ({default})"
+# Keys of a --config file besides the TrainConfig fields: the Pretraining fields, the --min-len /
+# --max-len shorthands of task_params, and --threads.
+DATA_KEYS = (*(name for name in Pretraining.model_fields if name != "train"), "min_len", "max_len", "threads")
+ENGINE_OPTIONS = model_options(TrainConfig, exclude=("out_dir",), aliases={"learning_rate": ["--lr"]})
+PRETRAINING_OPTIONS = model_options(
+    Pretraining, only=("model", "vocab"), help={"vocab": "content token ids LO:HI"},
+    defaults_text={"vocab": "2:31999, T5's"},
+)  # fmt: skip
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -47,14 +47,6 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def make_train_config(settings: dict[str, Any]) -> TrainConfig:
-    try:
-        return TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.model_fields})
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise UserError(f"invalid training settings: {problems}") from None
-
-
 def parse_task_param(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` of ``--param``; the value is read as YAML (numbers, booleans, strings)."""
     if "=" not in text:
@@ -63,67 +55,31 @@ def parse_task_param(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def make_mixture(names: list[str], overrides: dict[str, Any], space: TokenSpace) -> list[tuple[Any, Any]]:
-    """``(task, params)`` for each name; each override goes to every task whose parameters have it."""
-    from synthpre.tasks import get_task
-
-    tasks = [get_task(name) for name in names]
-    used = set()
-    mixture = []
-    for task in tasks:
-        fields = {f.name for f in dataclasses.fields(task.params_cls)}
-        mine = {k: v for k, v in overrides.items() if k in fields}
-        used |= set(mine)
-        params = task.params_cls(**mine)
-        if hasattr(params, "validate"):
-            params.validate(space)
-        mixture.append((task, params))
-    unused = set(overrides) - used
-    if unused:
-        raise UserError(f"task options {sorted(unused)} apply to none of the tasks {names}")
-    return mixture
+def pretraining_from_settings(settings: dict[str, Any], task_params: dict[str, Any]) -> Pretraining:
+    """The recipe of ``synthpre pretrain``: Pretraining fields, and TrainConfig fields for the engine."""
+    mine = {k: v for k, v in settings.items() if k in Pretraining.model_fields}
+    engine = {k: v for k, v in settings.items() if k in TrainConfig.model_fields}
+    try:
+        return Pretraining(**mine, task_params=task_params, train=TrainConfig(**engine))
+    except ValidationError as error:
+        raise invalid_settings(error, "pre-training") from None
 
 
+@with_options(PRETRAINING_OPTIONS, ENGINE_OPTIONS)
 def pretrain(
     task: str = typer.Option(None, help="task name, or a comma-separated mixture: lime_induct,lime_deduct"),
     rates: str = typer.Option(None, help="mixture rates, comma-separated (default: equal), e.g. 2,1,1"),
-    model: str = typer.Option(None, help="named model config (`synthpre models`); default t5-small"),
     out: Path = typer.Option(None, "--out", help="the run folder"),
     config: Path = typer.Option(None, help="YAML/JSON file of settings; command-line options win"),
     resume: bool = typer.Option(False, help="continue the run in --out from its newest complete checkpoint"),
     overwrite: bool = typer.Option(False, help="delete the run files already in --out and start over"),
-    vocab: str = typer.Option(None, help="content token ids LO:HI (default 2:31999, T5's)"),
     min_len: int = typer.Option(None, help="task option: minimum sequence length"),
     max_len: int = typer.Option(None, help="task option: maximum sequence length"),
     task_param: list[str] = typer.Option(
         None, "--param", help="other task option KEY=VALUE (repeatable), as `synthpre generate --param`"
     ),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
-    seed: int = typer.Option(None, help=_help("seed")),
-    max_steps: int = typer.Option(None, help=_help("max_steps")),
-    batch_size: int = typer.Option(None, help=_help("batch_size")),
-    max_input_len: int = typer.Option(None, help=_help("max_input_len")),
-    max_target_len: int = typer.Option(None, help=_help("max_target_len")),
-    dropout: float = typer.Option(None, help=_help("dropout")),
-    lr_schedule: str = typer.Option(None, help=_help("lr_schedule")),
-    learning_rate: float = typer.Option(None, help=_help("learning_rate")),
-    z_loss: float = typer.Option(None, help=_help("z_loss")),
-    eval_every: int = typer.Option(None, help=_help("eval_every")),
-    save_every: int = typer.Option(None, help=_help("save_every")),
-    num_val_examples: int = typer.Option(None, help=_help("num_val_examples")),
-    eval_batch_size: int = typer.Option(None, help=_help("eval_batch_size")),
-    keep_last_k: int = typer.Option(None, help=_help("keep_last_k")),
-    selection: str = typer.Option(None, help=_help("selection")),
-    selection_threshold: float = typer.Option(None, help=_help("selection_threshold")),
-    stop_at_threshold: bool = typer.Option(None, help=_help("stop_at_threshold")),
-    bucket_steps: int = typer.Option(None, help=_help("bucket_steps")),
-    pad_multiple: int = typer.Option(None, help=_help("pad_multiple")),
-    precision: str = typer.Option(None, help=_help("precision")),
-    tf32: bool = typer.Option(None, help=_help("tf32")),
-    compile: bool = typer.Option(None, help=_help("compile")),
-    fsdp: bool = typer.Option(None, help=_help("fsdp")),
-    log_every: int = typer.Option(None, help=_help("log_every")),
-    progress: bool = typer.Option(None, help=_help("progress")),
+    **given: Any,
 ) -> None:
     """Pre-train a T5 on synthetic tasks generated on the fly (App. A defaults: Adafactor, T5's
     1/sqrt(max(step, 10^4)) schedule, batch 128, lengths 512, dropout 0.1, evaluation and checkpoints
@@ -137,68 +93,34 @@ def pretrain(
     --batch-size 64 --dropout 0 --max-input-len 64 --max-target-len 64 --bucket-steps 16
     --eval-every 200 --num-val-examples 1000 --stop-at-threshold --out runs/set-tiny`.
     """
-    given = {
-        k: v for k, v in locals().items() if v is not None and k not in ("config", "resume", "overwrite")
-    }
     settings = load_config_file(config) if config is not None else {}
     task_params = dict(settings.pop("task_params", None) or {})
-    settings.update({k: v for k, v in given.items() if k != "task_param"})
-    task_params.update(dict(parse_task_param(p) for p in given.get("task_param") or []))
+    flags = {"task": task, "rates": rates, "min_len": min_len, "max_len": max_len, "threads": threads}
+    settings.update({k: v for k, v in flags.items() if v is not None} | given)
     for key in ("min_len", "max_len"):
         if key in settings:
             task_params[key] = settings.pop(key)
-    if settings.get("out") is not None:
-        settings["out_dir"] = str(settings.pop("out"))
+    task_params.update(dict(parse_task_param(p) for p in task_param or []))
+    if out is not None:
+        settings["out_dir"] = str(out)
     if "out_dir" not in settings:
         raise UserError("no run folder: pass --out DIR (or out_dir in --config)")
     if not settings.get("task"):
         raise UserError(
             "no task: pass --task NAME (or a comma-separated mixture); `synthpre tasks` lists them"
         )
-    run_pretraining(settings, task_params, resume=resume, overwrite=overwrite)
-
-
-def run_pretraining(settings: dict[str, Any], task_params: dict[str, Any], resume: bool, overwrite: bool):
-    """Resolve the settings, build the data and the model, and train (UserError before any write)."""
-    import torch
-
-    from synthpre.data.stream import MixtureSource
-    from synthpre.model import build_model, get_spec, vocab_size_for
-    from synthpre.train.engine import train
-
-    train_config = make_train_config(settings)
     if settings.get("threads"):
+        import torch
+
         torch.set_num_threads(int(settings["threads"]))
-    space = TokenSpace.parse(settings["vocab"]) if settings.get("vocab") else TokenSpace()
-    names = [name.strip() for name in str(settings["task"]).split(",") if name.strip()]
-    rates = None
-    if settings.get("rates") is not None:
-        text = settings["rates"]
-        try:
-            rates = [float(r) for r in (text.split(",") if isinstance(text, str) else text)]
-        except ValueError:
-            raise UserError(f"--rates {text!r}: expected comma-separated numbers, e.g. 2,1,1") from None
-    mixture = make_mixture(names, task_params, space)
-    source = MixtureSource(mixture, space, seed=train_config.seed, rates=rates)
-    model_name = settings.get("model") or "t5-small"
-    spec = get_spec(model_name)
-    vocab_size = vocab_size_for(space) if model_name == "t5-tiny" else spec.vocab_size
-    if space.vocab_size > vocab_size:
-        raise UserError(
-            f"--vocab {space.lo}:{space.hi} needs {space.vocab_size} token ids but {model_name} has "
-            f"{vocab_size}; lower HI to at most {vocab_size - 101}"
-        )
-    model = build_model(model_name, vocab_size, dropout_rate=train_config.dropout, seed=train_config.seed)
-    extra = {"command": "pretrain", "model_name": model_name, "task": names, "task_params": task_params}
-    result = train(
-        train_config,
-        model,
-        source,
-        source.validation(),
-        resume=resume,
-        overwrite=overwrite,
-        extra_config=extra,
-    )
+    run_pretraining(pretraining_from_settings(settings, task_params), resume=resume, overwrite=overwrite)
+
+
+def run_pretraining(settings: Pretraining, resume: bool, overwrite: bool):
+    """Train through the recipe (UserError before any write) and say what was selected."""
+    from synthpre import recipes
+
+    result = recipes.pretrain(settings, resume=resume, overwrite=overwrite)
     best = result.best or {}
     print(f"done: step {result.step}, {result.seconds:.0f} s, {result.tokens_per_second:,.0f} tokens/s")
     if best:
@@ -225,7 +147,8 @@ def show_run(
     val_rows = [r for r in rows if r["split"] == "val"]
     console = Console()
     data = full.get("train_data", {})
-    what = f"{full.get('command', 'train')} of {full.get('model_name', 'a model')}"
+    model_name = full.get("pretraining", full.get("finetune", {})).get("model", "a model")
+    what = f"{full.get('command', 'fine-tuning')} of {model_name}"
     planned = full["train"]["max_steps"]
     trained_on = data.get("tasks") or data.get("name")
     console.print(f"[bold]{run_dir}[/bold]: {what} on {trained_on}, {planned:,} steps planned")

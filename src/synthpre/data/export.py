@@ -27,7 +27,8 @@ import numpy as np
 
 import synthpre
 from synthpre.errors import UserError
-from synthpre.tasks.registry import BLOCK_SIZE, VALIDATION_OFFSET, Examples, Task, get_task, ragged_join
+from synthpre.tasks.ragged import ragged_join
+from synthpre.tasks.registry import BLOCK_SIZE, VALIDATION_OFFSET, Examples, Task, get_task
 from synthpre.tokens import TokenSpace
 
 FORMATS = ("jsonl", "parquet")

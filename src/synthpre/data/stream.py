@@ -1,8 +1,12 @@
 """Training streams that are pure functions of (seed, step, rank): nothing but the step is saved to resume.
 
-The engine never iterates a stateful DataLoader.  For global step ``s`` it asks a ``BatchStream`` for
-its batch, which is ``source.examples(batch_indices(seed, s, rank, world, batch))`` (optionally
-length-bucketed over a window of steps).  Sources:
+The engine never iterates a stateful DataLoader.  For global step ``s`` every process builds the
+whole GLOBAL batch of ``B = global_batch`` examples, ``BatchStream.global_examples(s)``:
+``source.examples(batch_indices(seed, s, 0, 1, B))``, or with ``bucket_steps > 1`` one batch of the
+length-bucketed window of steps holding ``s``.  It then keeps its own contiguous slice,
+``BatchStream.share`` (rows ``rank * B / world`` up to ``(rank + 1) * B / world``);
+``BatchStream.batch(s)`` does both.  The engine also counts the step's target and input tokens on the
+CPU from the global batch, so no process needs a collective for them.  Sources:
 
 - ``MixtureSource``: tasks with rates, generated on the fly (seqio-style mixture).  Which task serves
   example ``i`` is drawn block-wise from ``(seed, i // BLOCK_SIZE)``, and task ``k``'s example ``i`` is
@@ -29,7 +33,8 @@ import numpy as np
 import torch
 
 from synthpre.errors import UserError
-from synthpre.tasks.registry import BLOCK_SIZE, VALIDATION_OFFSET, Examples, Task, offsets_from_lengths
+from synthpre.tasks.ragged import offsets_from_lengths
+from synthpre.tasks.registry import BLOCK_SIZE, VALIDATION_OFFSET, Examples, Task
 from synthpre.tokens import EOS_ID, PAD_ID, TokenSpace
 
 LABEL_IGNORE = -100  # the label of padding positions: no loss, no accuracy
@@ -191,9 +196,10 @@ def batch_indices(
 ) -> np.ndarray:
     """Source indices of process ``rank``'s share of global step ``step`` (steps count from 0).
 
-    The global batch of step ``s`` is stream positions ``s*B .. s*B + B - 1``; process ``r`` takes the
-    ``r``-th contiguous slice, so any number of processes sees the same global batch.  A finite source
+    The global batch of step ``s`` is stream positions ``s*B .. s*B + B - 1``; process ``r``'s share is
+    the ``r``-th contiguous slice, so any number of processes sees the same global batch.  A finite source
     maps position ``p`` to row ``perm_e[p mod N]`` of epoch ``e = p // N``, a fresh permutation per epoch.
+    ``BatchStream`` asks for the whole global batch (``rank=0, world_size=1``) and slices it afterwards.
     """
     per_process = check_batch_split(global_batch, world_size)
     positions = step * global_batch + rank * per_process + np.arange(per_process, dtype=np.int64)
@@ -211,7 +217,9 @@ def batch_indices(
 class BatchStream:
     """Process ``rank``'s batches of a source; ``batch(step)`` is a pure function of (seed, step, rank).
 
-    With ``bucket_steps > 1``, the global batches of each window of ``bucket_steps`` steps are sorted by
+    Every process builds the whole global batch of a step (``global_examples``) and keeps its slice
+    (``share``), so the global batch is the same for any number of processes.  With
+    ``bucket_steps > 1``, the global batches of each window of ``bucket_steps`` steps are sorted by
     length, cut into ``bucket_steps`` batches of similar lengths and served in an order shuffled from
     the seed: less padding, same examples per window.
     """
@@ -239,6 +247,7 @@ class BatchStream:
         return self._bucketed_window(window)[position]
 
     def share(self, global_examples: Examples) -> Examples:
+        """This process's contiguous slice (``per_process`` rows, rank order) of a global batch."""
         return global_examples.take(
             np.arange(self.rank * self.per_process, (self.rank + 1) * self.per_process)
         )

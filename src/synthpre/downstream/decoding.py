@@ -23,8 +23,8 @@ from tqdm import tqdm
 from synthpre.downstream.metrics import check_aligned
 from synthpre.downstream.readers import TextExample
 from synthpre.downstream.registry import DownstreamTask
-from synthpre.tokenizer import TextTokenizer
 from synthpre.errors import UserError
+from synthpre.tokenizer import TextTokenizer
 from synthpre.tokens import EOS_ID, PAD_ID
 
 LENGTH_PENALTY = 0.6

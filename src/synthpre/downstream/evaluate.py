@@ -11,12 +11,30 @@ from pathlib import Path
 
 import torch
 
+from synthpre.downstream.config import FinetuneConfig
 from synthpre.downstream.decoding import DecodeOptions, predict_and_score, read_predictions, write_outputs
-from synthpre.downstream.finetune import TOKENIZER_DIR, FinetuneConfig, read_split, run_folder
+from synthpre.downstream.finetune import TOKENIZER_DIR, read_split, run_folder
 from synthpre.downstream.registry import get_downstream_task
-from synthpre.tokenizer import load_run_tokenizer
 from synthpre.errors import UserError
 from synthpre.model import load_model
+from synthpre.tokenizer import load_run_tokenizer
+
+# What ``metrics.json`` holds besides the scores.
+EVALUATION_INFO = (
+    "task",
+    "split",
+    "num_examples",
+    "step",
+    "checkpoint",
+    "beams",
+    "max_decode_len",
+    "predictions",
+)
+
+
+def scores_of(metrics: dict) -> dict[str, float]:
+    """The task's scores among the contents of an evaluation's ``metrics.json``."""
+    return {k: v for k, v in metrics.items() if k not in EVALUATION_INFO}
 
 
 def run_config(run: Path) -> FinetuneConfig:
@@ -34,19 +52,29 @@ def evaluate_run(
     data: Path | None = None,
     predictions: Path | None = None,
     progress: bool = True,
+    limit: int | None = None,
 ) -> dict:
-    """Metrics of the selected checkpoint on ``split`` (or of ``predictions``); writes them beside the run."""
+    """Metrics of the selected checkpoint on ``split`` (or of ``predictions``); writes them beside the run.
+
+    The one evaluation path: ``synthpre evaluate`` and a study's test decoding both call it.  ``limit``
+    decodes only the first N examples (smoke tests)."""
     if beams < 1:
-        raise UserError(f"--beams {beams}: need at least 1 (1 = greedy)")
+        raise UserError(f"beams {beams} (--beams): need at least 1 (1 = greedy)")
     folder, results = run_folder(Path(run))
     config = run_config(folder)
     if data is not None:
         config = config.model_copy(update={"data": str(data)})
     task = get_downstream_task(config.task)
     examples = read_split(task, config.model_copy(update={"train_size": None, "val_size": None}), split)
+    examples = examples[:limit]
     references = [e.references for e in examples]
     out = Path(run) / "eval" / (f"{split}-beam{beams}" if beams > 1 else split)
-    meta = {"task": task.name, "split": split, "num_examples": len(examples)}
+    meta = {
+        "task": task.name,
+        "split": split,
+        "num_examples": len(examples),
+        "step": results["selected"]["step"],
+    }
     if predictions is not None:
         scores = task.score(read_predictions(predictions, examples), references, None)
         write_outputs(

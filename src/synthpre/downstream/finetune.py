@@ -15,18 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from synthpre.data.stream import DatasetSource
+from synthpre.downstream.config import FinetuneConfig
 from synthpre.downstream.decoding import DecodeOptions, predict_and_score
 from synthpre.downstream.readers import TextExample
-from synthpre.downstream.registry import (
-    BEST_VAL_METRIC,
-    FIXED_STEP,
-    MAX_VAL_TOKEN_ACCURACY,
-    DownstreamTask,
-    get_downstream_task,
-)
+from synthpre.downstream.registry import DownstreamTask, get_downstream_task
+from synthpre.errors import UserError
+from synthpre.init import apply_scheme, set_pre_attention_norms
+from synthpre.model import build_model, load_model, model_vocab_size, padded_vocab_size
+from synthpre.tasks.registry import Examples
 from synthpre.tokenizer import (
     CharTokenizer,
     TextTokenizer,
@@ -34,80 +32,23 @@ from synthpre.tokenizer import (
     load_run_tokenizer,
     train_sentencepiece,
 )
-from synthpre.errors import UserError
-from synthpre.init import apply_scheme
-from synthpre.model import build_model, load_model
-from synthpre.tasks.registry import Examples
 from synthpre.train import TrainConfig, newest_valid_checkpoint, train
-from synthpre.train.checkpoints import STATE
-from synthpre.train.engine import check_run_dir, full_config, set_dropout
+from synthpre.train.checkpoints import STATE, write_json_atomic
+from synthpre.train.selection import RULE_TEXT, best_of
 
 RESULTS_FILE = "results.json"
 TOKENIZER_DIR = "tokenizer"
 TRAIN_SUBSET_SEED = 0  # Table 4's dataset-size ablation: one fixed subset, whatever the run seed
-RULE_TEXT = {
-    MAX_VAL_TOKEN_ACCURACY: "App. B: the checkpoint with the max validation token accuracy",
-    FIXED_STEP: "App. B: the checkpoint at a fixed step (CNNDM-10K: 50K; test ROUGE plateaus by then)",
-    BEST_VAL_METRIC: "App. B: the best validation metric (SQuAD, as Raffel et al.: its test set is hidden)",
-}
-
-
-class FinetuneConfig(BaseModel):
-    """A fine-tuning run; ``None`` fields take the task's App. D.3 defaults (see ``resolved``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: str
-    out_dir: str
-    model: str = "t5-small"
-    data: str | None = Field(None, description="folder with the task's files (App. D tasks)")
-    init_from: str | None = Field(None, description="checkpoint, run folder or local Hugging Face T5 folder")
-    init_scheme: str = Field("full", description="full, or a statistics scheme of synthpre.init")
-    tokenizer: str | None = Field(None, description="'chars', a local tokenizer folder, or None (see docs)")
-    vocab_size: int | None = Field(None, gt=0, description="model vocabulary of a random init")
-    learning_rate: float | None = Field(None, gt=0)
-    lr_sweep: list[float] | None = None
-    train_size: int | None = Field(None, gt=0, description="a fixed subset of this many training examples")
-    val_size: int | None = Field(None, gt=0, description="only the first N validation examples (quick runs)")
-    max_steps: int | None = Field(None, gt=0)
-    eval_every: int | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0)
-    max_input_len: int | None = Field(None, ge=2)
-    max_target_len: int | None = Field(None, ge=2)
-    max_decode_len: int | None = Field(None, gt=0)
-    eval_decode: int | None = Field(None, ge=0, description="validation examples decoded per evaluation")
-    dropout: float = Field(0.1, ge=0, lt=1)
-    bucket_steps: int = Field(1, gt=0, description="sort each window of N steps' examples by length")
-    lowercase: bool = Field(False, description="lower-case inputs and targets (Krishna et al.'s CNNDM)")
-    seed: int = 0
-    progress: bool = True
-
-    def resolved(self) -> FinetuneConfig:
-        """Every ``None`` hyper-parameter replaced by the task's default."""
-        task = get_downstream_task(self.task)
-        d = task.defaults
-        decode_all = d.selection == BEST_VAL_METRIC or not task.needs_data
-        return self.model_copy(
-            update={
-                "learning_rate": self.learning_rate or d.learning_rate,
-                "max_steps": self.max_steps or d.max_steps,
-                "eval_every": self.eval_every or d.eval_every,
-                "batch_size": self.batch_size or d.batch_size,
-                "max_input_len": self.max_input_len or d.max_input_len,
-                "max_target_len": self.max_target_len or d.max_target_len,
-                "max_decode_len": self.max_decode_len or d.max_decode_len,
-                "eval_decode": self.eval_decode
-                if self.eval_decode is not None
-                else (10**9 if decode_all else 0),
-            }
-        )
 
 
 def read_split(task: DownstreamTask, config: FinetuneConfig, split: str) -> list[TextExample]:
     """A split of the task, lower-cased when asked; training subset of ``--train-size`` applied."""
     data = Path(config.data) if config.data else None
     if task.needs_data and data is None:
-        raise UserError(f"task {task.name!r} reads local files: pass --data DIR (see docs/downstream.md)")
+        raise UserError(
+            f"task {task.name!r} reads local files: set data (--data DIR) to their folder "
+            "(docs/downstream.md)"
+        )
     examples = task.examples(data, split)
     if config.lowercase:
         examples = [
@@ -117,7 +58,8 @@ def read_split(task: DownstreamTask, config: FinetuneConfig, split: str) -> list
     if split == "train" and config.train_size is not None:
         if config.train_size > len(examples):
             raise UserError(
-                f"--train-size {config.train_size}: the training split has only {len(examples)} examples"
+                f"train_size {config.train_size} (--train-size): the training split has only "
+                f"{len(examples)} examples"
             )
         rows = np.sort(
             np.random.default_rng(TRAIN_SUBSET_SEED).permutation(len(examples))[: config.train_size]
@@ -135,6 +77,11 @@ def to_examples(examples: list[TextExample], tokenizer: TextTokenizer) -> Exampl
     )
 
 
+def tokenizer_text(examples: list[TextExample]) -> list[str]:
+    """What a SentencePiece tokenizer of a task trains on: each training example's input and target."""
+    return [e.input + "\n" + e.target for e in examples]
+
+
 def choose_tokenizer(config: FinetuneConfig, train: list[TextExample]) -> TextTokenizer:
     """``--tokenizer chars`` | a folder | the ``--init-from`` folder's own tokenizer | a new SentencePiece
     model trained on the training split (``synthpre tokenizer train`` does the same once, to reuse)."""
@@ -148,18 +95,35 @@ def choose_tokenizer(config: FinetuneConfig, train: list[TextExample]) -> TextTo
     if not get_downstream_task(config.task).needs_data:
         return CharTokenizer.from_texts([e.input + e.target for e in train])
     with tempfile.TemporaryDirectory() as tmp:  # saved into the run folder only once the run starts
-        return train_sentencepiece([e.input + "\n" + e.target for e in train], Path(tmp))
+        return train_sentencepiece(tokenizer_text(train), Path(tmp))
+
+
+def fresh_vocab_size(config: FinetuneConfig, tokenizer: TextTokenizer) -> int:
+    """The vocabulary of a fresh model: ``vocab_size``; else that of a model pre-trained on ``vocab``
+    (so Random Init has the shape of the arms it is compared with); else the tokenizer's, to /8."""
+    if config.vocab_size is not None:
+        return config.vocab_size
+    if config.vocab is not None:
+        from synthpre.recipes import token_space
+
+        return model_vocab_size(config.model, token_space(config.vocab))
+    return padded_vocab_size(tokenizer.vocab_size)
 
 
 def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.Module:
-    """Random init (``--model``), or ``--init-from`` with ``--init-scheme`` (full weights or statistics)."""
+    """Random init (``model``), Tables 3/8's ``pre_attn_ln`` value, or ``init_from`` with
+    ``init_scheme`` (the full weights, or a fresh model drawn from their statistics)."""
     if config.init_from is None:
         if config.init_scheme != "full":
             raise UserError(
-                f"--init-scheme {config.init_scheme} needs --init-from CHECKPOINT (its statistics)"
+                f"init_scheme {config.init_scheme} (--init-scheme) needs init_from (--init-from CHECKPOINT), "
+                "whose statistics it uses"
             )
-        vocab = config.vocab_size or -(-tokenizer.vocab_size // 8) * 8
-        model = build_model(config.model, vocab_size=vocab, seed=config.seed)
+        model = build_model(config.model, vocab_size=fresh_vocab_size(config, tokenizer), seed=config.seed)
+        if config.pre_attn_ln is not None:
+            set_pre_attention_norms(model, config.pre_attn_ln)
+    elif config.pre_attn_ln is not None:
+        raise UserError("pre_attn_ln (--pre-attn-ln) sets a fresh model's norms: leave out init_from")
     else:
         source = load_model(config.init_from)
         if config.init_scheme == "full":
@@ -170,22 +134,20 @@ def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.
     if model.config.vocab_size < tokenizer.vocab_size:
         raise UserError(
             f"the tokenizer has {tokenizer.vocab_size} ids but the model only {model.config.vocab_size}: "
-            "use a matching --tokenizer, or a larger --vocab-size for a random init"
+            "use a matching tokenizer (--tokenizer), or a larger vocab_size (--vocab-size) for a fresh model"
         )
     return model
 
 
-def train_config(config: FinetuneConfig, run_dir: Path, num_val: int) -> TrainConfig:
+def train_config(config: FinetuneConfig, num_val: int) -> TrainConfig:
+    """The engine's settings: the fields shared with ``TrainConfig`` as they are (``out_dir`` too),
+    App. B's constant learning rate, a checkpoint at every evaluation, and the task's App. B rule."""
     task = get_downstream_task(config.task)
-    by_metric = task.defaults.selection == BEST_VAL_METRIC
+    shared = FinetuneConfig.model_fields.keys() & TrainConfig.model_fields.keys()
     return TrainConfig(
-        out_dir=str(run_dir), seed=config.seed, max_steps=config.max_steps, batch_size=config.batch_size,
-        max_input_len=config.max_input_len, max_target_len=config.max_target_len, dropout=config.dropout,
-        lr_schedule="constant", learning_rate=config.learning_rate, eval_every=config.eval_every,
-        save_every=config.eval_every, num_val_examples=num_val, selection="max",
-        bucket_steps=config.bucket_steps,
-        selection_metric=f"val_{task.headline_metric}" if by_metric else "val_token_accuracy",
-        progress=config.progress,
+        **{name: getattr(config, name) for name in shared},
+        **task.selection,
+        lr_schedule="constant", save_every=config.eval_every, num_val_examples=num_val,
     )  # fmt: skip
 
 
@@ -207,28 +169,20 @@ def generation_hook(
     return hook
 
 
-def run_evaluations(run_dir: Path) -> list[dict]:
-    """The engine's evaluation records (with their checkpoint names) from the newest checkpoint."""
+def selected_evaluation(run_dir: Path, best: dict | None) -> dict:
+    """The evaluation record (metrics and checkpoint) that the engine's ``best.json`` names."""
+    if best is None:
+        raise UserError(f"{run_dir}: the run saved no checkpoint to select from")
     newest = newest_valid_checkpoint(run_dir / "checkpoints")
-    return json.loads((newest / STATE).read_text())["evals"] if newest is not None else []
-
-
-def select(task: DownstreamTask, evals: list[dict]) -> tuple[dict, str]:
-    """The evaluation record chosen by the task's App. B rule, and the rule's name."""
-    saved = [e for e in evals if e.get("checkpoint")]
-    if not saved:
-        raise UserError("the run saved no checkpoint to select from")
-    rule = task.defaults.selection
-    if rule == FIXED_STEP:
-        target = task.defaults.selection_step or 0
-        reached = [e for e in saved if e["step"] <= target]
-        return (reached[-1] if reached and reached[-1]["step"] == target else saved[-1]), rule
-    key = f"val_{task.headline_metric}" if rule == BEST_VAL_METRIC else "val_token_accuracy"
-    return max(saved, key=lambda e: e.get(key, float("-inf"))), rule
+    evals = json.loads((newest / STATE).read_text())["evals"] if newest is not None else []
+    return next(e for e in evals if e["step"] == best["step"])
 
 
 def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> dict:
-    """One fine-tuning run at one learning rate; returns (and writes) ``results.json``."""
+    """One fine-tuning run at one learning rate; returns (and writes) ``results.json``.
+
+    The checkpoint is chosen once, by the engine (its ``best.json``, the task's App. B rule);
+    ``results.json`` records that choice with its metrics."""
     task = get_downstream_task(config.task)
     train_examples = read_split(task, config, "train")
     val_examples = read_split(task, config, "validation")
@@ -240,30 +194,25 @@ def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     model = initial_model(config, tokenizer)
     train_source = DatasetSource(to_examples(train_examples, tokenizer), name=f"{task.name}/train")
     val_source = DatasetSource(to_examples(val_examples, tokenizer), name=f"{task.name}/validation")
-    engine_config = train_config(config, run_dir, len(val_examples))
-    extra = {"finetune": config.model_dump()}
-    set_dropout(model, engine_config.dropout)  # as train() does before writing config.json: resume compares
-    check_run_dir(
-        run_dir, full_config(engine_config, model, train_source, val_source, extra), resume, overwrite
-    )
-    tokenizer.save(run_dir / TOKENIZER_DIR)
     result = train(
-        engine_config, model, train_source, val_source, resume=resume, overwrite=overwrite,
-        extra_eval=generation_hook(task, config, tokenizer, val_examples), extra_config=extra,
+        train_config(config, len(val_examples)), model, train_source, val_source,
+        resume=resume, overwrite=overwrite, extra_eval=generation_hook(task, config, tokenizer, val_examples),
+        extra_config={"finetune": config.model_dump()},
+        on_start=lambda folder: tokenizer.save(folder / TOKENIZER_DIR),
     )  # fmt: skip
-    chosen, rule = select(task, run_evaluations(run_dir))
+    rule = task.defaults.selection
     results = {
         "task": task.name,
         "rule": rule,
         "rule_text": RULE_TEXT[rule],
-        "selected": chosen,
+        "selected": selected_evaluation(run_dir, result.best),
         "learning_rate": config.learning_rate,
         "init_from": config.init_from,
         "init_scheme": config.init_scheme if config.init_from else "random",
         "train_seconds": result.seconds,
         "steps": result.step,
     }
-    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomic(run_dir / RESULTS_FILE, results)
     return results
 
 
@@ -280,16 +229,15 @@ def finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool = Fal
         )
         runs.append({"learning_rate": lr, "run": f"lr_{lr:g}", **finetune_one(sub, resume, overwrite)})
     task = get_downstream_task(config.task)
-    key = (
-        f"val_{task.headline_metric}" if task.defaults.selection == BEST_VAL_METRIC else "val_token_accuracy"
-    )
-    best = max(runs, key=lambda r: r["selected"].get(key, float("-inf")))
+    metric = task.selection_metric
+    selected = [r["selected"] for r in runs]
+    best = runs[selected.index(best_of(selected, metric))]
     results = {
         **best,
         "sweep": [{k: r[k] for k in ("learning_rate", "run", "selected")} for r in runs],
-        "lr_rule": f"App. D.3: the learning rate whose selected checkpoint has the best {key}",
+        "lr_rule": f"App. D.3: the learning rate whose selected checkpoint has the best {metric}",
     }
-    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomic(run_dir / RESULTS_FILE, results)
     return results
 
 

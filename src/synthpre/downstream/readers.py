@@ -37,7 +37,7 @@ def example(id: str, input: str, target: str) -> TextExample:
 def find_split_file(data: Path | None, split: str, names: Sequence[str], task: str) -> Path:
     """The first of ``names`` (e.g. ``train.jsonl``) inside ``data``; a ``UserError`` listing them if none."""
     if data is None:
-        raise UserError(f"task {task!r} reads local files: pass --data DIR (see docs/downstream.md)")
+        raise UserError(f"task {task!r} reads local files: set data (--data DIR); see docs/downstream.md")
     data = Path(data)
     if data.is_file() and data.name in names:
         return data

@@ -7,21 +7,16 @@ every installation has (``pycode_summarize``, ``smiles_canonicalize``) and need 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from synthpre.downstream import metrics as m
 from synthpre.downstream import offline, readers
 from synthpre.downstream.readers import TextExample
-from synthpre.errors import UserError
-
-# Checkpoint selection rules (App. B).
-MAX_VAL_TOKEN_ACCURACY = "max_val_token_accuracy"  # all tasks but CNNDM-10K and SQuAD
-FIXED_STEP = "fixed_step"  # CNNDM-10K: the checkpoint at step 50K
-BEST_VAL_METRIC = "best_val_metric"  # SQuAD: the best validation metric (its test set is hidden)
-SELECTION_RULES = (MAX_VAL_TOKEN_ACCURACY, FIXED_STEP, BEST_VAL_METRIC)
+from synthpre.errors import UserError, lookup
+from synthpre.train.selection import BEST_VAL_METRIC, FIXED_STEP, MAX_VAL_TOKEN_ACCURACY, finetune_selection
 
 
 @dataclass(frozen=True)
@@ -35,7 +30,7 @@ class FinetuneDefaults:
     max_steps: int
     eval_every: int
     max_decode_len: int
-    selection: str = MAX_VAL_TOKEN_ACCURACY
+    selection: str = MAX_VAL_TOKEN_ACCURACY  # App. B's rule (``synthpre.train.selection``)
     selection_step: int | None = None  # FIXED_STEP
 
 
@@ -52,6 +47,17 @@ class DownstreamTask:
     defaults: FinetuneDefaults
     needs_data: bool = True
     postprocess: Callable[[str], str] = str.strip  # decoded text -> prediction
+
+    @property
+    def selection(self) -> dict[str, Any]:
+        """The engine settings of its App. B rule: ``selection``, ``selection_metric``, ``selection_step``."""
+        d = self.defaults
+        return finetune_selection(d.selection, self.headline_metric, d.selection_step)
+
+    @property
+    def selection_metric(self) -> str:
+        """The metric its checkpoints, and the learning rate of a sweep, are chosen on (App. B)."""
+        return self.selection["selection_metric"]
 
     def examples(self, data: Path | None, split: str) -> list[TextExample]:
         if split not in readers.SPLITS:
@@ -119,61 +125,163 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
     task.name: task
     for task in (
         DownstreamTask(
-            "cnndm_10k", "CNN/DailyMail summarization, first 10K training articles (CSV or JSONL)",
-            _files("cnndm_10k",
-                   _with_names({"train": ("train",), "validation": ("validation", "val"), "test": ("test",)},
-                               ("csv", "jsonl")),
-                   lambda path, split: readers.read_cnndm(
-                       path, split, readers.CNNDM_TRAIN_SIZE if split == "train" else None)),
-            _rouge, "rouge1",
-            FinetuneDefaults(1e-3, 512, 256, 128, 100_000, 10_000, 148, FIXED_STEP, 50_000),
+            "cnndm_10k",
+            "CNN/DailyMail summarization, first 10K training articles (CSV or JSONL)",
+            _files(
+                "cnndm_10k",
+                _with_names(
+                    {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)},
+                    ("csv", "jsonl"),
+                ),
+                lambda path, split: readers.read_cnndm(
+                    path, split, readers.CNNDM_TRAIN_SIZE if split == "train" else None
+                ),
+            ),
+            _rouge,
+            "rouge1",
+            FinetuneDefaults(
+                learning_rate=1e-3,
+                max_input_len=512,
+                max_target_len=256,
+                batch_size=128,
+                max_steps=100_000,
+                eval_every=10_000,
+                max_decode_len=148,
+                selection=FIXED_STEP,
+                selection_step=50_000,
+            ),
         ),
         DownstreamTask(
-            "mtop", "MTOP semantic parsing, UnifiedSKG seq2seq JSON",
+            "mtop",
+            "MTOP semantic parsing, UnifiedSKG seq2seq JSON",
             _files("mtop", _with_names(_SKG_SPLITS, ("json", "jsonl")), readers.read_unified_skg),
-            _exact_and_f1, "em", FinetuneDefaults(1e-3, 1024, 128, 128, 100_000, 10_000, 128),
+            _exact_and_f1,
+            "em",
+            FinetuneDefaults(
+                learning_rate=1e-3,
+                max_input_len=1024,
+                max_target_len=128,
+                batch_size=128,
+                max_steps=100_000,
+                eval_every=10_000,
+                max_decode_len=128,
+            ),
         ),
         DownstreamTask(
-            "webqsp", "WebQSP semantic parsing, UnifiedSKG seq2seq JSON",
+            "webqsp",
+            "WebQSP semantic parsing, UnifiedSKG seq2seq JSON",
             _files("webqsp", _with_names(_SKG_SPLITS, ("json", "jsonl")), readers.read_unified_skg),
-            _exact_and_f1, "em", FinetuneDefaults(1e-3, 2048, 256, 32, 50_000, 5_000, 256),
+            _exact_and_f1,
+            "em",
+            FinetuneDefaults(
+                learning_rate=1e-3,
+                max_input_len=2048,
+                max_target_len=256,
+                batch_size=32,
+                max_steps=50_000,
+                eval_every=5_000,
+                max_decode_len=256,
+            ),
         ),
         DownstreamTask(
-            "squad", "SQuAD v1.1 reading comprehension (official JSON; its hidden test set -> dev file)",
-            _files("squad", {"train": ("train-v1.1.json",), "validation": ("dev-v1.1.json",),
-                             "test": ("dev-v1.1.json",)}, readers.read_squad),
-            _squad, "f1", FinetuneDefaults(1e-3, 512, 128, 128, 250_000, 10_000, 128, BEST_VAL_METRIC),
+            "squad",
+            "SQuAD v1.1 reading comprehension (official JSON; its hidden test set -> dev file)",
+            _files(
+                "squad",
+                {"train": ("train-v1.1.json",), "validation": ("dev-v1.1.json",), "test": ("dev-v1.1.json",)},
+                readers.read_squad,
+            ),
+            _squad,
+            "f1",
+            FinetuneDefaults(
+                learning_rate=1e-3,
+                max_input_len=512,
+                max_target_len=128,
+                batch_size=128,
+                max_steps=250_000,
+                eval_every=10_000,
+                max_decode_len=128,
+                selection=BEST_VAL_METRIC,
+            ),
         ),
         DownstreamTask(
-            "code_translation", "CodeXGLUE Java -> C# (line-aligned .java / .cs files)",
-            _read_code_translation, _code, "em",
-            FinetuneDefaults(3e-3, 1024, 1024, 32, 150_000, 10_000, 1024),
+            "code_translation",
+            "CodeXGLUE Java -> C# (line-aligned .java / .cs files)",
+            _read_code_translation,
+            _code,
+            "em",
+            FinetuneDefaults(
+                learning_rate=3e-3,
+                max_input_len=1024,
+                max_target_len=1024,
+                batch_size=32,
+                max_steps=150_000,
+                eval_every=10_000,
+                max_decode_len=1024,
+            ),
         ),
         DownstreamTask(
-            "retrosynthesis", "USPTO-50K single-step retrosynthesis: product -> reactants (CSV)",
-            _files("retrosynthesis", {"train": ("raw_train.csv", "train.csv"),
-                                      "validation": ("raw_val.csv", "val.csv", "valid.csv", "validation.csv"),
-                                      "test": ("raw_test.csv", "test.csv")}, readers.read_uspto),
-            _smiles, "em", FinetuneDefaults(3e-3, 256, 256, 128, 400_000, 10_000, 256),
+            "retrosynthesis",
+            "USPTO-50K single-step retrosynthesis: product -> reactants (CSV)",
+            _files(
+                "retrosynthesis",
+                {
+                    "train": ("raw_train.csv", "train.csv"),
+                    "validation": ("raw_val.csv", "val.csv", "valid.csv", "validation.csv"),
+                    "test": ("raw_test.csv", "test.csv"),
+                },
+                readers.read_uspto,
+            ),
+            _smiles,
+            "em",
+            FinetuneDefaults(
+                learning_rate=3e-3,
+                max_input_len=256,
+                max_target_len=256,
+                batch_size=128,
+                max_steps=400_000,
+                eval_every=10_000,
+                max_decode_len=256,
+            ),
         ),
         DownstreamTask(
-            "pycode_summarize", "offline: stdlib Python function -> first docstring line (this interpreter)",
-            offline.read_pycode, _summary, "rouge1", FinetuneDefaults(1e-2, 100, 72, 64, 600, 200, 72),
+            "pycode_summarize",
+            "offline: stdlib Python function -> first docstring line (this interpreter)",
+            offline.read_pycode,
+            _summary,
+            "rouge1",
+            FinetuneDefaults(
+                learning_rate=1e-2,
+                max_input_len=100,
+                max_target_len=72,
+                batch_size=64,
+                max_steps=600,
+                eval_every=200,
+                max_decode_len=72,
+            ),
             needs_data=False,
         ),
         DownstreamTask(
-            "smiles_canonicalize", "offline: RDKit's 5K NCI molecules, randomized -> canonical SMILES",
-            offline.read_smiles, _smiles, "em", FinetuneDefaults(1e-2, 96, 64, 64, 500, 250, 64),
+            "smiles_canonicalize",
+            "offline: RDKit's 5K NCI molecules, randomized -> canonical SMILES",
+            offline.read_smiles,
+            _smiles,
+            "em",
+            FinetuneDefaults(
+                learning_rate=1e-2,
+                max_input_len=96,
+                max_target_len=64,
+                batch_size=64,
+                max_steps=500,
+                eval_every=250,
+                max_decode_len=64,
+            ),
             needs_data=False,
         ),
     )
-}  # fmt: skip
+}
 
 
 def get_downstream_task(name: str) -> DownstreamTask:
     """The registered downstream task ``name``; a ``UserError`` naming the nearest one otherwise."""
-    if name in DOWNSTREAM_TASKS:
-        return DOWNSTREAM_TASKS[name]
-    near = difflib.get_close_matches(name, list(DOWNSTREAM_TASKS), n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise UserError(f"unknown downstream task {name!r}.{hint} Choose one of {', '.join(DOWNSTREAM_TASKS)}.")
+    return lookup(DOWNSTREAM_TASKS, name, "downstream task")

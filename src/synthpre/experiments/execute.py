@@ -1,9 +1,10 @@
 """Run one study run in this process, through the Python APIs of the other stages.
 
-Pre-training: ``synthpre.train.train`` on a ``MixtureSource`` of the study's synthetic tasks; the run's
-``best.json`` (App. A's rule) names the checkpoint that fine-tuning starts from.  Fine-tuning:
-``synthpre.downstream.finetune`` (App. B's rule picks its checkpoint), then the selected checkpoint is
-decoded on the test split.  Accuracies are stored in percent, like every downstream metric.
+Each planned run becomes the settings ``synthpre pretrain`` / ``synthpre finetune`` would take
+(:func:`pretraining_settings`, :func:`finetuning_settings`) and goes through the same
+``synthpre.recipes``: pre-training's ``best.json`` (App. A's rule) names the checkpoint that
+fine-tuning starts from; fine-tuning's (App. B's rule) is decoded on the test split by
+``synthpre evaluate``'s function.  Accuracies are stored in percent, like every downstream metric.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthpre.experiments.plan import PlannedRun
 from synthpre.experiments.store import Outcome
 
+if TYPE_CHECKING:
+    from synthpre.downstream.config import FinetuneConfig
+    from synthpre.recipes import Pretraining
+
 FRACTION_METRICS = ("val_token_accuracy", "val_sequence_accuracy")  # the engine's; stored x 100
-TEST_DIR = "test"
 REQUEST_FILE = "study_request.json"  # what a launched run must do (``--launcher``)
 OUTCOME_FILE = "study_outcome.json"  # what it reports back
 
@@ -74,32 +78,41 @@ def main(argv: list[str] | None = None) -> None:
         (run_dir / OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)))
 
 
-def token_space(vocab: str | None):
-    from synthpre.tokens import TokenSpace
+def pretraining_settings(config: dict[str, Any], run_dir: Path) -> Pretraining:
+    """The recipe of a planned pre-training run: the same settings as ``synthpre pretrain`` would take."""
+    from synthpre.recipes import Pretraining
+    from synthpre.train.config import TrainConfig
 
-    return TokenSpace.parse(vocab) if vocab else TokenSpace()
+    return Pretraining(
+        task=config["task"], model=config["model"], vocab=config["vocab"], task_params=config["params"],
+        train=TrainConfig(out_dir=str(run_dir), seed=config["seed"], **config["train"]),
+    )  # fmt: skip
+
+
+def finetuning_settings(config: dict[str, Any], run_dir: Path, deps: dict[str, str]) -> FinetuneConfig:
+    """The recipe of a planned fine-tuning run: the same settings as ``synthpre finetune`` would take.
+
+    The init arm becomes ``init_from`` (the pre-training run's folder, or the off-the-shelf model) with
+    ``init_scheme``, or ``pre_attn_ln``; ``vocab`` gives a fresh model the pre-trained arms' shape."""
+    from synthpre.downstream.config import FinetuneConfig
+
+    init = config["init"]
+    sources = {"pretrained": lambda: deps[init["source"]], "checkpoint": lambda: init["source"]}
+    return FinetuneConfig(
+        task=config["task"], out_dir=str(run_dir), model=config["model"], data=config["data"],
+        init_from=sources[init["kind"]]() if init["kind"] in sources else None,
+        init_scheme=init.get("scheme") or "full", pre_attn_ln=init.get("value"),
+        tokenizer=config["tokenizer"], vocab=config["vocab"], learning_rate=config["lr"],
+        train_size=config["train_size"], seed=config["seed"],
+        **({"dropout": config["dropout"]} if config["dropout"] is not None else {}), **config["train"],
+    )  # fmt: skip
 
 
 def pretrain(config: dict[str, Any], run_dir: Path, resume: bool) -> Outcome:
-    from synthpre.data.stream import MixtureSource
-    from synthpre.model import build_model, vocab_size_for
-    from synthpre.tasks import get_task
-    from synthpre.train import TrainConfig, train
+    from synthpre import recipes
 
-    space = token_space(config["vocab"])
-    tasks = []
-    for name in config["task"]:
-        task = get_task(name)
-        params = task.params_cls(**config["params"])
-        if hasattr(params, "validate"):
-            params.validate(space)
-        tasks.append((task, params))
-    source = MixtureSource(tasks, space, seed=config["seed"])
-    engine = TrainConfig(out_dir=str(run_dir), seed=config["seed"], **config["train"])
-    vocab_size = vocab_size_for(space) if config["vocab"] else None
-    model = build_model(config["model"], vocab_size=vocab_size, seed=config["seed"])
-    result = train(
-        engine, model, source, source.validation(), resume=resume, extra_config={"study_run": config}
+    result = recipes.pretrain(
+        pretraining_settings(config, run_dir), resume=resume, extra_config={"study_run": config}
     )
     best = result.best or {}
     if not best:
@@ -116,81 +129,24 @@ def pretrain(config: dict[str, Any], run_dir: Path, resume: bool) -> Outcome:
 
 
 def finetune(config: dict[str, Any], run_dir: Path, deps: dict[str, str], resume: bool) -> Outcome:
-    from synthpre.downstream.finetune import FinetuneConfig, finetune_one
-    from synthpre.model import vocab_size_for
+    """Fine-tune, then decode the test split with the selected checkpoint as ``synthpre evaluate`` does
+    (its predictions and metrics in ``RUN/eval/test/``)."""
+    from synthpre import recipes
+    from synthpre.downstream.evaluate import scores_of
 
-    init = config["init"]
-    init_from, scheme = None, "full"
-    if init["kind"] == "pretrained":
-        init_from, scheme = deps[init["source"]], init["scheme"]
-    elif init["kind"] == "checkpoint":
-        init_from, scheme = init["source"], init["scheme"]
-    elif init["kind"] == "pre_attn_ln":
-        init_from = str(_pre_attn_ln_model(config, run_dir / "init_model", init["value"]))
-    options: dict[str, Any] = {
-        "task": config["task"],
-        "out_dir": str(run_dir),
-        "model": config["model"],
-        "data": config["data"],
-        "init_from": init_from,
-        "init_scheme": scheme,
-        "tokenizer": config["tokenizer"],
-        "learning_rate": config["lr"],
-        "train_size": config["train_size"],
-        "seed": config["seed"],
-        **({"dropout": config["dropout"]} if config["dropout"] is not None else {}),
-        **config["train"],
-    }
-    if config["vocab"] and init_from is None:  # Random Init has the same shape as the pre-trained arms
-        options["vocab_size"] = vocab_size_for(token_space(config["vocab"]))
-    finetune_config = FinetuneConfig(**options).resolved()
-    results = finetune_one(finetune_config, resume=resume)
+    results = recipes.finetune(finetuning_settings(config, run_dir, deps), resume=resume)
     selected = results["selected"]
     metrics = _percent(selected)
-    if config["test"]["evaluate"] and _is_main_process():
-        metrics |= {
-            f"test_{k}": v for k, v in _test_scores(finetune_config, run_dir, selected, config).items()
-        }
+    test = config["test"]
+    if test["evaluate"] and _is_main_process():
+        evaluation = recipes.evaluate(run_dir, "test", beams=test["beams"], limit=test["examples"])
+        metrics |= {f"test_{k}": v for k, v in scores_of(evaluation).items()}
     return Outcome(
         metrics=metrics,
         selected_step=selected["step"],
         selection_rule=results["rule"],
         curves=_curves(_validation_rows(run_dir)),
     )
-
-
-def _pre_attn_ln_model(config: dict[str, Any], folder: Path, value: float) -> Path:
-    """App. Table 3/8: a fresh model whose pre-attention layer norms are all ``value`` (no checkpoint)."""
-    from synthpre.init import set_pre_attention_norms
-    from synthpre.model import build_model, save_checkpoint, vocab_size_for
-
-    vocab_size = vocab_size_for(token_space(config["vocab"])) if config["vocab"] else None
-    model = build_model(config["model"], vocab_size=vocab_size, seed=config["seed"])
-    set_pre_attention_norms(model, value)
-    return save_checkpoint(model, folder)
-
-
-def _test_scores(
-    finetune_config: Any, run_dir: Path, selected: dict, config: dict[str, Any]
-) -> dict[str, float]:
-    """Decode the test split with the selected checkpoint (App. B) and score it; predictions in ``test/``."""
-    from synthpre.downstream.decoding import DecodeOptions, predict_and_score, write_outputs
-    from synthpre.downstream.finetune import TOKENIZER_DIR, read_split
-    from synthpre.downstream.registry import get_downstream_task
-    from synthpre.tokenizer import load_run_tokenizer
-    from synthpre.model import load_model
-
-    task = get_downstream_task(config["task"])
-    model = load_model(run_dir / selected["checkpoint"] / "model")
-    tokenizer = load_run_tokenizer(run_dir / TOKENIZER_DIR)
-    options = DecodeOptions(
-        finetune_config.max_input_len, finetune_config.max_decode_len, beams=config["test"]["beams"],
-        batch_size=finetune_config.batch_size,
-    )  # fmt: skip
-    examples = read_split(task, finetune_config, "test")[: config["test"]["examples"]]
-    records, scores = predict_and_score(task, model, tokenizer, examples, options)
-    write_outputs(run_dir / TEST_DIR, records, {"split": "test", "step": selected["step"], **scores})
-    return scores
 
 
 def _validation_rows(run_dir: Path) -> dict[int, dict[str, float]]:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synthpre.errors import UserError
-from synthpre.experiments.spec import SCHEME_NAMES, StudySpec
+from synthpre.experiments.spec import StudySpec
+from synthpre.init import scheme_row_name
 
 RANDOM_INIT = "Random Init"
 PRETRAINED_T5 = "Pre-trained T5"
@@ -37,7 +38,7 @@ class Arm:
             return PRETRAINED_T5
         if self.kind == "pre_attn_ln":
             return f"Pre-attn LN = {self.value:g}"
-        return f"{self.pretrain} {SCHEME_NAMES.get(self.scheme or '', self.scheme)}"
+        return f"{self.pretrain} {scheme_row_name(self.scheme)}"
 
 
 @dataclass

@@ -22,9 +22,9 @@ from typing import Any
 
 from synthpre.errors import UserError
 from synthpre.experiments.plan import PRETRAINED_T5, RANDOM_INIT
-from synthpre.experiments.spec import SCHEME_NAMES
+from synthpre.init import scheme_row_name
 
-SELECTION_METRIC = "val_token_accuracy"  # App. B: checkpoints (and here learning rates) chosen on it
+FALLBACK_METRIC = "val_token_accuracy"  # shown when a task has none of its paper metrics
 TABLES = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 FORMATS = ("md", "latex", "csv")
 
@@ -65,7 +65,8 @@ def choose_lrs(runs: list[RunResult], lr_choice: str = "row") -> list[RunResult]
     groups: dict[tuple, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         key = _lr_key(run.labels, run.labels["arm"])
-        groups[key][run.labels["lr"]].append(run.metrics.get(SELECTION_METRIC, float("-inf")))
+        metric = selection_metric(run.labels["task"])
+        groups[key][run.labels["lr"]].append(run.metrics.get(metric, float("-inf")))
     best = {key: max(by_lr, key=lambda lr: statistics.fmean(by_lr[lr])) for key, by_lr in groups.items()}
     if lr_choice == "random_init":
         chosen = {key: best.get((*key[:1], RANDOM_INIT, *key[2:]), lr) for key, lr in best.items()}
@@ -74,6 +75,13 @@ def choose_lrs(runs: list[RunResult], lr_choice: str = "row") -> list[RunResult]
     else:
         raise UserError(f"--lr-choice {lr_choice!r}: expected 'row' or 'random_init'")
     return [run for run in runs if run.labels["lr"] == chosen[_lr_key(run.labels, run.labels["arm"])]]
+
+
+def selection_metric(task: str) -> str:
+    """The metric a task's checkpoints and learning rates are chosen on (App. B, the task registry)."""
+    from synthpre.downstream.registry import DOWNSTREAM_TASKS
+
+    return DOWNSTREAM_TASKS[task].selection_metric if task in DOWNSTREAM_TASKS else FALLBACK_METRIC
 
 
 def _lr_key(labels: dict[str, Any], arm: str) -> tuple:
@@ -90,7 +98,7 @@ def headline_metrics(runs: list[RunResult], task: str, requested: list[str] | No
         return [m for m in requested if m in available]
     headline = DOWNSTREAM_TASKS[task].headline_metric if task in DOWNSTREAM_TASKS else None
     paper = [f"test_{headline}", *(["test_f1"] if headline == "em" else [])]
-    return [m for m in paper if m in available] or [m for m in [SELECTION_METRIC] if m in available]
+    return [m for m in paper if m in available] or [m for m in [FALLBACK_METRIC] if m in available]
 
 
 def _cell(values: list[float], metric: str) -> str:
@@ -134,7 +142,7 @@ def _gap_reference(arm: str, runs_by_arm: dict[str, list[RunResult]]) -> str | N
     sample = runs_by_arm[arm][0].labels
     if sample["init_kind"] == "random":
         return full_arms[0] if len(full_arms) == 1 else None
-    full = f"{sample['pretrain_task']} {SCHEME_NAMES['full']}"
+    full = f"{sample['pretrain_task']} {scheme_row_name('full')}"
     return full if sample["init_kind"] == "pretrained" and full in runs_by_arm else None
 
 
@@ -262,7 +270,7 @@ def _scheme_table(runs: list[RunResult], table: int, metrics: list[str] | None, 
     columns = [f"{task} {'/'.join(map(_metric_name, shown[task]))} ({p})" for task in tasks for p in pretrain]
     result = Table(_title(table), ["Init scheme", *columns])
     for scheme in schemes:
-        row = [SCHEME_NAMES.get(scheme, scheme)]
+        row = [scheme_row_name(scheme)]
         for task in tasks:
             for p in pretrain:
                 cell = [
@@ -317,7 +325,7 @@ def _common_notes(runs: list[RunResult], swept: bool) -> list[str]:
     seeds = sorted({r.labels["seed"] for r in runs})
     notes = [f"mean (sample SD) over {len(seeds)} seeds" if len(seeds) > 1 else f"one seed ({seeds[0]})"]
     if swept:
-        notes.append(f"learning rate: per row, the best mean {SELECTION_METRIC} of the sweep")
+        notes.append("learning rate: per row, the best mean of the sweep on the App. B selection metric")
     return notes
 
 

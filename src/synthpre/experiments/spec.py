@@ -12,38 +12,23 @@ it.  Mistakes are reported with the line of the spec at fault (``study.yaml:12: 
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from synthpre.errors import UserError
+from synthpre.errors import UserError, close_match
 
 PAPER_LRS = (1e-2, 3e-3, 1e-3)  # App. B: the fine-tuning learning-rate sweep
 
 
-SCHEME_NAMES = {  # our scheme name -> the paper's row name (Tables 2, 5, 7; App. H)
-    "full": "Full Init",
-    "per_param_mean_sd": "Per Param Mean/SD",
-    "per_param_scale": "Per Param Scale",
-    "across_layers_scale": "Across Layers Scale",
-    "per_layer_scale": "Per Layer Scale",
-    "whole_model_scale": "Whole Model Scale",
-    "pre_attn_ln_scale": "Pre-attn LN Per Param Scale",
-    "attention_scale": "Attention Per Param Scale",
-    "pre_mlp_ln_scale": "Pre-MLP LN Per Param Scale",
-    "mlp_scale": "MLP Per Param Scale",
-    "relpos_mean_sd": "Rel-pos Tables Mean/SD",
-    "norms_mean_sd": "Layer Norms Mean/SD",
-}
-
-# Fields the study sets itself: a ``train:`` block may not override them.
+# Fields the study sets itself (``execute.pretraining_settings`` / ``finetuning_settings``): a
+# ``train:`` block may not override them.
 STUDY_PRETRAIN_FIELDS = ("out_dir", "seed")
 STUDY_FINETUNE_FIELDS = (
     "task", "out_dir", "model", "data", "init_from", "init_scheme", "tokenizer", "learning_rate", "lr_sweep",
-    "train_size", "seed", "dropout", "vocab_size",
+    "train_size", "seed", "dropout", "vocab", "vocab_size", "pre_attn_ln",
 )  # fmt: skip
 
 
@@ -56,9 +41,10 @@ def _check_overrides(value: dict[str, Any], module: str, class_name: str, reserv
         if key in reserved:
             raise ValueError(f"{key!r} is set by the study itself (one run per value of its grid)")
         if key not in fields:
-            near = difflib.get_close_matches(key, fields, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ValueError(f"{key!r} is not a {class_name} field{hint}")
+            hint = close_match(key, fields)
+            raise ValueError(
+                f"{key!r} is not a {class_name} field{f' (did you mean {hint!r}?)' if hint else ''}"
+            )
     return value
 
 
@@ -131,9 +117,7 @@ class DownstreamTask(_Strict):
     @field_validator("train")
     @classmethod
     def _finetune_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_overrides(
-            value, "synthpre.downstream.finetune", "FinetuneConfig", STUDY_FINETUNE_FIELDS
-        )
+        return _check_overrides(value, "synthpre.downstream.config", "FinetuneConfig", STUDY_FINETUNE_FIELDS)
 
 
 class Downstream(_Strict):
@@ -152,9 +136,7 @@ class Downstream(_Strict):
     @field_validator("train")
     @classmethod
     def _finetune_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_overrides(
-            value, "synthpre.downstream.finetune", "FinetuneConfig", STUDY_FINETUNE_FIELDS
-        )
+        return _check_overrides(value, "synthpre.downstream.config", "FinetuneConfig", STUDY_FINETUNE_FIELDS)
 
     @field_validator("tasks", mode="before")
     @classmethod

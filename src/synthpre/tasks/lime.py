@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from synthpre.errors import UserError
-from synthpre.tasks.registry import Examples, Task, offsets_from_lengths, ragged_join, ragged_take, register
+from synthpre.tasks.ragged import offsets_from_lengths, ragged_join, ragged_take
+from synthpre.tasks.registry import Examples, Task, register
 from synthpre.tokens import TokenSpace
 
 MODES = ("induct", "deduct", "abduct")
@@ -67,7 +68,7 @@ class LimeParams:
         if space.num_content < needed:
             raise UserError(
                 f"lime: each example needs {needed} distinct symbols but the content range "
-                f"{space.lo}:{space.hi} holds {space.num_content}; widen --vocab"
+                f"{space.lo}:{space.hi} holds {space.num_content}; widen vocab (--vocab)"
             )
 
 

@@ -1,5 +1,7 @@
 """The task registry and the ragged example batches that every generator returns.
 
+The ragged-array operations themselves (values + offsets) are in ``synthpre.tasks.ragged``.
+
 A task bundles (seqio style) its generator, its reference ``solve``, a one-line definition and its
 input-generation parameters.  Determinism contract: example ``i`` of a task is a pure function of
 (task, parameters, seed, i).  Generators are vectorized over *blocks* of ``BLOCK_SIZE`` consecutive
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from synthpre.errors import lookup
+from synthpre.tasks.ragged import ragged_concat, ragged_from_lists, ragged_take
 from synthpre.tokens import TokenSpace
 
 BLOCK_SIZE = 1024
@@ -78,63 +81,6 @@ class Examples:
         )
 
 
-def ragged_from_lists(rows: Iterable[Iterable[int]]) -> tuple[np.ndarray, np.ndarray]:
-    arrays = [np.asarray(list(r), dtype=np.int32) for r in rows]
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(a) for a in arrays])
-    values = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
-    return values.astype(np.int32, copy=False), offsets
-
-
-def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets
-
-
-def ragged_gather_index(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat positions of the values of ``rows`` (in that order) and the offsets of the gathered rows."""
-    rows = np.asarray(rows, dtype=np.int64)
-    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-    new_offsets = offsets_from_lengths(lengths)
-    # position p of the output reads values[starts[row_of_p] + (p - new_offsets[row_of_p])]
-    gather = np.arange(new_offsets[-1], dtype=np.int64) + np.repeat(starts - new_offsets[:-1], lengths)
-    return gather, new_offsets
-
-
-def ragged_take(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    gather, new_offsets = ragged_gather_index(offsets, rows)
-    return values[gather], new_offsets
-
-
-def ragged_join(parts: list[tuple[np.ndarray, np.ndarray] | int]) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise concatenation of ragged arrays; an ``int`` part is one token added to every row.
-
-    ``ragged_join([(a, a_off), sep, (b, b_off)])`` builds row ``r`` as ``a[r] + [sep] + b[r]``.
-    """
-    ragged = [p for p in parts if not isinstance(p, int)]
-    n = len(ragged[0][1]) - 1
-    part_lengths = [np.diff(p[1]) if not isinstance(p, int) else np.ones(n, np.int64) for p in parts]
-    offsets = offsets_from_lengths(np.sum(part_lengths, axis=0))
-    values = np.empty(offsets[-1], dtype=np.int32)
-    start = offsets[:-1].copy()  # where the current part begins in each output row
-    for part, lengths in zip(parts, part_lengths, strict=True):
-        if isinstance(part, int):
-            values[start] = part
-        else:
-            part_values, part_offsets = part
-            shift = np.repeat(start - part_offsets[:-1], lengths)
-            values[np.arange(len(part_values), dtype=np.int64) + shift] = part_values
-        start += lengths
-    return values, offsets
-
-
-def ragged_concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    values = np.concatenate([v for v, _ in parts]) if parts else np.zeros(0, np.int32)
-    lengths = np.concatenate([np.diff(o) for _, o in parts]) if parts else np.zeros(0, np.int64)
-    return values, offsets_from_lengths(lengths)
-
-
 # A generator draws ``n`` examples from ``rng`` for the given parameters and token space.
 Generator = Callable[[Any, TokenSpace, np.random.Generator, int], Examples]
 
@@ -167,9 +113,6 @@ class Task:
     def uid(self) -> int:
         """A stable 32-bit id of the task name, mixed into every block seed."""
         return zlib.crc32(self.name.encode())
-
-    def default_params(self, **overrides: Any) -> Any:
-        return self.params_cls(**overrides)
 
     def generate(self, params: Any, space: TokenSpace, seed: int, indices: np.ndarray) -> Examples:
         """Examples at ``indices`` (any order); a pure function of (task, params, space, seed, index)."""

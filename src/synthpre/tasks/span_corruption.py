@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthpre.tasks.registry import Examples, offsets_from_lengths
+from synthpre.tasks.ragged import offsets_from_lengths
+from synthpre.tasks.registry import Examples
 from synthpre.tokens import NUM_SENTINELS, TokenSpace
 
 DEFAULT_DENSITY = 0.15

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from synthpre.errors import UserError
-from synthpre.tasks.registry import BLOCK_SIZE, Examples, Task, offsets_from_lengths, ragged_take, register
+from synthpre.tasks.ragged import offsets_from_lengths, ragged_take
+from synthpre.tasks.registry import BLOCK_SIZE, Examples, Task, register
 from synthpre.tasks.span_corruption import (
     DEFAULT_DENSITY,
     DEFAULT_MEAN_SPAN,
@@ -90,7 +91,7 @@ def check_tokenizer_ids(encoded: list, space: TokenSpace, where: str) -> None:
     if low < space.lo or high > space.hi:
         raise UserError(
             f"{where}: the tokenizer produces ids {low}..{high}, outside the content range "
-            f"{space.lo}:{space.hi}; give --vocab LO:HI covering them (e.g. 2:{max(high, space.lo)})"
+            f"{space.lo}:{space.hi}; give vocab (--vocab) LO:HI covering them (e.g. 2:{max(high, space.lo)})"
         )
 
 

@@ -1,7 +1,7 @@
 """Stage 4: THE training engine, shared by synthetic pre-training and fine-tuning.
 
-``TrainConfig`` imports without torch; the engine and checkpoint helpers load on first use, so that
-``synthpre --help`` and the torch-free commands start fast.
+``TrainConfig`` imports without torch; the engine, checkpoint and selection helpers load on first use,
+so that ``synthpre --help`` and the torch-free commands start fast (``selection`` needs no torch).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from synthpre.train.config import TrainConfig
 _LAZY = {
     "train": "engine",
     "TrainResult": "engine",
-    "SelectionRule": "checkpoints",
+    "SelectionRule": "selection",
+    "finetune_selection": "selection",
+    "best_of": "selection",
     "load_model_weights": "checkpoints",
     "newest_valid_checkpoint": "checkpoints",
 }

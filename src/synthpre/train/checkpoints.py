@@ -1,4 +1,4 @@
-"""Checkpoints of the engine: atomic, checksummed, and selected by App. A's rules.
+"""Checkpoints of the engine: atomic and checksummed (which one a run selects: ``selection.py``).
 
 ``checkpoints/step_N/`` holds ``model/`` (a Hugging Face folder, safetensors, loadable by plain
 transformers), ``optimizer.pt``, ``trainer_state.json`` (step, evaluations so far) and one
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import logging
 import os
 import shutil
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
+
+logger = logging.getLogger(__name__)
 
 CHECKSUMS = "checksums.json"
 STATE = "trainer_state.json"
@@ -188,13 +188,13 @@ def verify_checkpoint(path: Path) -> str | None:
 
 
 def newest_valid_checkpoint(root: Path) -> Path | None:
-    """The newest complete checkpoint; corrupt ones are reported on stderr and skipped."""
+    """The newest complete checkpoint; corrupt ones are logged (a warning) and skipped."""
     for step in checkpoint_steps(root):
         path = root / step_dir_name(step)
         problem = verify_checkpoint(path)
         if problem is None:
             return path
-        print(f"warning: checkpoint {path} is unusable: {problem}; trying the previous one", file=sys.stderr)
+        logger.warning("checkpoint %s is unusable: %s; trying the previous one", path, problem)
     return None
 
 
@@ -217,48 +217,5 @@ def load_checkpoint(path: Path, model: torch.nn.Module, rank: int) -> dict:
     if rng_file.is_file():
         set_rng_state(torch.load(rng_file, weights_only=True))
     else:  # resumed on more processes than were saved: the data stay exact, dropout masks do not
-        print(
-            f"warning: {path} has no RNG state for process {rank}; dropout continues from the seed",
-            file=sys.stderr,
-        )
+        logger.warning("%s has no RNG state for process %d; dropout continues from the seed", path, rank)
     return json.loads((path / STATE).read_text())
-
-
-@dataclass(frozen=True)
-class SelectionRule:
-    """App. A: the first checkpoint with ``metric >= threshold``, else (or with ``mode="max"``) the max."""
-
-    metric: str = "val_token_accuracy"
-    mode: str = "first_above_threshold"  # or "max"
-    threshold: float = 0.99
-
-    def crosses_threshold(self, metrics: dict[str, float]) -> bool:
-        return self.mode == "first_above_threshold" and metrics.get(self.metric, -math.inf) >= self.threshold
-
-    def select(self, evals: list[dict]) -> dict | None:
-        """``best.json`` contents for the evaluations so far (only those with a checkpoint count)."""
-        scored = [e for e in evals if e.get("checkpoint") and self.metric in e]
-        if not scored:
-            return None
-        if self.mode == "first_above_threshold":
-            for record in scored:
-                if record[self.metric] >= self.threshold:
-                    return self._best(record, f"first checkpoint with {self.metric} >= {self.threshold}")
-        best = max(scored, key=lambda e: e[self.metric])  # the earliest of equal maxima
-        if self.mode == "first_above_threshold":
-            reason = f"no checkpoint reached {self.metric} >= {self.threshold} yet: max {self.metric}"
-        else:
-            reason = f"max {self.metric}"
-        return self._best(best, reason)
-
-    def _best(self, record: dict, reason: str) -> dict:
-        return {
-            "step": record["step"],
-            "checkpoint": record["checkpoint"],
-            "metric": self.metric,
-            "value": record[self.metric],
-            "rule": self.mode,
-            "threshold": self.threshold,
-            "threshold_met": record[self.metric] >= self.threshold,
-            "reason": f"{reason} ({record[self.metric]:.4f} at step {record['step']})",
-        }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Fields that may change between a run and its resumption (where it lives, how long, how it looks).
 NOT_IDENTITY = ("out_dir", "max_steps", "progress", "stop_at_threshold", "fsdp")
@@ -33,11 +33,15 @@ class TrainConfig(BaseModel):
     num_val_examples: int = Field(10_000, gt=0, description="size of the fixed held-out validation set")
     eval_batch_size: int | None = Field(None, gt=0, description="validation batch (default: batch_size)")
     keep_last_k: int | None = Field(None, gt=0, description="keep the newest k checkpoints (+ the selected)")
-    selection: Literal["first_above_threshold", "max"] = Field(
-        "first_above_threshold", description="App. A: first checkpoint >= threshold (else max), or max"
+    selection: Literal["first_above_threshold", "max", "fixed_step"] = Field(
+        "first_above_threshold",
+        description="App. A: first checkpoint >= threshold (else max), or max; App. B: also fixed_step",
     )
     selection_metric: str = Field("val_token_accuracy", description="metric the selection rule reads")
     selection_threshold: float = Field(0.99, description="threshold of first_above_threshold")
+    selection_step: int | None = Field(
+        None, gt=0, description="the step that fixed_step selects (App. B: CNNDM-10K's 50K)"
+    )
     stop_at_threshold: bool = Field(False, description="stop once a checkpoint meets the threshold")
     bucket_steps: int = Field(1, gt=0, description="sort each window of N steps' examples by length")
     pad_multiple: int = Field(8, gt=0, description="pad batches to a multiple of this length")
@@ -50,5 +54,12 @@ class TrainConfig(BaseModel):
     log_every: int = Field(50, gt=0, description="write training metrics every N steps")
     progress: bool = Field(True, description="show a progress bar")
 
+    @model_validator(mode="after")
+    def _fixed_step_has_a_step(self) -> TrainConfig:
+        if self.selection == "fixed_step" and self.selection_step is None:
+            raise ValueError("selection fixed_step needs selection_step, the step it selects")
+        return self
+
     def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run it continues (all but ``NOT_IDENTITY``)."""
         return {k: v for k, v in self.model_dump().items() if k not in NOT_IDENTITY}

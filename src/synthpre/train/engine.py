@@ -3,24 +3,31 @@
 One ``train(config, model, train_source, val_source)`` call: Adafactor with T5's schedule (or a
 constant rate), batches that are pure functions of (seed, step, rank) with dynamic padding, loss on
 target tokens (optional z-loss), teacher-forced validation accuracy, atomic checksummed checkpoints,
-App. A's checkpoint selection, exact resume, and ``accelerate`` for several processes (DDP, or
-FSDP2 with ``fsdp``; launch with ``accelerate launch``).  Read it top to bottom: ``train`` is the whole story.
+the checkpoint selection of App. A and App. B (``selection.py``), exact resume, and ``accelerate`` for
+several processes (DDP, or FSDP2 with ``fsdp``; launch with ``accelerate launch``).
+
+Read it top to bottom: the optimizer, the checks of the input, the forward pass and the validation
+set, the :class:`Run` that a run's phases share, the phases themselves (``setup``, ``train_step``,
+``evaluate_and_select``, ``save_and_prune``), and last ``train``, the loop that strings them together.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
 from synthpre.data.stream import (
     LABEL_IGNORE,
@@ -32,8 +39,11 @@ from synthpre.data.stream import (
 )
 from synthpre.errors import UserError
 from synthpre.train import checkpoints as ckpt
-from synthpre.train.config import NOT_IDENTITY, TrainConfig
+from synthpre.train.config import TrainConfig
 from synthpre.train.metrics import MetricsLog
+from synthpre.train.selection import SelectionRule
+
+logger = logging.getLogger(__name__)
 
 # A hook run at every evaluation on the main process with the unwrapped model in eval mode and the
 # step; its metrics (e.g. generation scores of fine-tuning) join the evaluation record.
@@ -84,19 +94,22 @@ def learning_rate_at(config: TrainConfig, step: int) -> float:
     return min(config.learning_rate, 1 / math.sqrt(step))
 
 
+# ---- checks of the input: they raise UserError before anything is written
+
+
 def check_fsdp(config: TrainConfig, accelerator, extra_eval: ExtraEval | None) -> None:
-    """``--fsdp`` is the engine's own FSDP2; refuse what it cannot do (``UserError``)."""
+    """``fsdp`` is the engine's own FSDP2; refuse what it cannot do (``UserError``)."""
     from accelerate.utils import DistributedType
 
     if accelerator.distributed_type == DistributedType.FSDP:
         raise UserError(
-            "accelerate's FSDP options are not supported: launch without them and pass --fsdp "
+            "accelerate's FSDP options are not supported: launch without them and set fsdp (--fsdp) "
             "(synthpre shards the model itself so that Adafactor can step the sharded weights)"
         )
     if config.fsdp and config.lr_schedule != "t5_rsqrt":
-        raise UserError("--fsdp supports the t5_rsqrt schedule (pre-training); fine-tune without it")
+        raise UserError("fsdp (--fsdp) supports the t5_rsqrt schedule (pre-training); fine-tune without it")
     if config.fsdp and extra_eval is not None:
-        raise UserError("--fsdp cannot run generation metrics on one process; fine-tune without it")
+        raise UserError("fsdp (--fsdp) cannot run generation metrics on one process; fine-tune without it")
 
 
 def check_lengths(config: TrainConfig, model: torch.nn.Module) -> None:
@@ -105,7 +118,8 @@ def check_lengths(config: TrainConfig, model: torch.nn.Module) -> None:
     longest = max(config.max_input_len, config.max_target_len)
     if limit is not None and longest > limit:
         raise UserError(
-            f"max length {longest} is above what this model supports ({limit}); lower --max-*-len"
+            f"max length {longest} is above what this model supports ({limit}); lower "
+            "max_input_len/max_target_len (--max-input-len/--max-target-len)"
         )
 
 
@@ -132,9 +146,12 @@ def full_config(config: TrainConfig, model: torch.nn.Module, train_source, val_s
 
 
 def _identity(full: dict) -> dict:
-    train = {k: v for k, v in full["train"].items() if k not in NOT_IDENTITY}
+    """What a resumed run must share with the run it continues: ``TrainConfig.identity()`` (a field
+    that an older config.json lacks counts as its default), the model config less its version stamps,
+    the data and the extra blocks.  ``ValidationError`` when ``full["train"]`` is no ``TrainConfig``."""
+    full = json.loads(json.dumps(full))  # as config.json holds it
     model = {k: v for k, v in full["model"].items() if k not in ("transformers_version", "dtype")}
-    return {**full, "train": train, "model": model}
+    return {**full, "train": TrainConfig(**full["train"]).identity(), "model": model}
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -156,23 +173,32 @@ def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> N
         return
     if not resume:
         raise UserError(
-            f"{run_dir} already holds a run ({', '.join(existing)}): pass --resume to continue it, "
-            "--overwrite to start over, or choose another --out"
+            f"{run_dir} already holds a run ({', '.join(existing)}): resume (--resume) to continue it, "
+            "overwrite (--overwrite) to start over, or choose another out_dir (--out)"
         )
     config_file = run_dir / "config.json"
     if not config_file.is_file():
-        raise UserError(f"cannot resume {run_dir}: it has no config.json; use --overwrite to start over")
-    old, new = _identity(json.loads(config_file.read_text())), _identity(json.loads(json.dumps(full)))
+        raise UserError(
+            f"cannot resume {run_dir}: it has no config.json; overwrite (--overwrite) to start over"
+        )
+    try:
+        old = _identity(json.loads(config_file.read_text()))
+    except (ValidationError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise UserError(
+            f"cannot resume {run_dir}: its config.json is not one of this version's runs ({error}); "
+            "overwrite (--overwrite) to start over, or choose another out_dir (--out)"
+        ) from None
+    new = _identity(full)
     if old != new:
         changed = _differences(old, new)
         raise UserError(
-            f"cannot resume {run_dir}: its config.json differs from this run's in {changed}; "
-            "resume with the same settings, or use --overwrite / another --out"
+            f"cannot resume {run_dir}: its config.json differs from this run's in {changed}; resume "
+            "with the same settings, or overwrite (--overwrite) / choose another out_dir (--out)"
         )
 
 
 def clear_run_dir(run_dir: Path) -> None:
-    """Remove the files of a previous run (``--overwrite``); other files in the folder stay."""
+    """Remove the files of a previous run (``overwrite``); other files in the folder stay."""
     for name in RUN_FILES:
         path = run_dir / name
         if path.is_dir():
@@ -181,58 +207,14 @@ def clear_run_dir(run_dir: Path) -> None:
             path.unlink()
 
 
-class Validation:
-    """The fixed held-out set, collated once (sorted by length) and sharded over processes."""
+# ---- the forward pass, its loss and accuracy, and the validation set
 
-    def __init__(self, source: ExampleSource, config: TrainConfig, rank: int, world_size: int) -> None:
-        available = source.num_examples
-        n = config.num_val_examples if available is None else min(config.num_val_examples, available)
-        examples = source.examples(np.arange(n, dtype=np.int64))
-        order = np.argsort(examples.input_lengths + examples.target_lengths, kind="stable")
-        size = config.eval_batch_size or config.batch_size
-        chunks = [order[i : i + size] for i in range(0, n, size)]
-        self.batches = [
-            collate(examples.take(rows), config.max_input_len, config.max_target_len, config.pad_multiple)
-            for rows in chunks[rank::world_size]
-        ]
-        # FSDP gathers parameters inside every forward pass, so all processes must make the same number
-        # of passes: a process short of a batch runs the first one again and ignores the result.
-        passes = math.ceil(len(chunks) / world_size)
-        self.idle_passes = passes - len(self.batches)
-        if self.idle_passes:
-            self.idle_batch = collate(
-                examples.take(chunks[0]), config.max_input_len, config.max_target_len, config.pad_multiple
-            )
 
-    @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, accelerator) -> dict[str, float]:
-        """Teacher-forced loss, token accuracy and sequence accuracy (all target tokens right)."""
-        for _ in range(self.idle_passes):
-            with accelerator.autocast():
-                forward_logits(model, {k: v.to(accelerator.device) for k, v in self.idle_batch.items()})
-        totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
-        for batch in self.batches:
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.autocast():
-                logits = forward_logits(model, batch)
-            valid = batch["labels"] != LABEL_IGNORE
-            loss = summed_cross_entropy(logits.float(), batch["labels"])
-            right = token_hits(logits, batch["labels"])
-            sequences_right = (right | ~valid).all(-1)
-            totals += torch.stack([loss.double(), right.sum(), valid.sum(), sequences_right.sum()]).double()
-        num_sequences = torch.tensor(
-            [float(sum(len(b["labels"]) for b in self.batches))],
-            dtype=torch.float64,
-            device=accelerator.device,
-        )
-        totals = accelerator.reduce(totals, "sum")
-        num_sequences = accelerator.reduce(num_sequences, "sum")
-        loss_sum, right, count, sequences_right = totals.tolist()
-        return {
-            "val_loss": loss_sum / count,
-            "val_token_accuracy": right / count,
-            "val_sequence_accuracy": sequences_right / num_sequences.item(),
-        }
+def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
+    """bf16 autocast when ``precision="bf16"`` (a no-op for fp32).  The engine's own, not accelerate's:
+    the Accelerator is always made with ``mixed_precision="no"``, because accelerate keeps its
+    settings in a process-wide state that cannot change, and a later run may pick another precision."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -262,6 +244,374 @@ def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
     ).logits
 
 
+class Validation:
+    """The fixed held-out set, collated once (sorted by length) and sharded over processes."""
+
+    def __init__(self, source: ExampleSource, config: TrainConfig, rank: int, world_size: int) -> None:
+        available = source.num_examples
+        n = config.num_val_examples if available is None else min(config.num_val_examples, available)
+        examples = source.examples(np.arange(n, dtype=np.int64))
+        order = np.argsort(examples.input_lengths + examples.target_lengths, kind="stable")
+        self.config = config
+        size = config.eval_batch_size or config.batch_size
+        chunks = [order[i : i + size] for i in range(0, n, size)]
+        self.batches = [
+            collate(examples.take(rows), config.max_input_len, config.max_target_len, config.pad_multiple)
+            for rows in chunks[rank::world_size]
+        ]
+        # FSDP gathers parameters inside every forward pass, so all processes must make the same number
+        # of passes: a process short of a batch runs the first one again and ignores the result.
+        passes = math.ceil(len(chunks) / world_size)
+        self.idle_passes = passes - len(self.batches)
+        if self.idle_passes:
+            self.idle_batch = collate(
+                examples.take(chunks[0]), config.max_input_len, config.max_target_len, config.pad_multiple
+            )
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, accelerator) -> dict[str, float]:
+        """Teacher-forced loss, token accuracy and sequence accuracy (all target tokens right)."""
+        for _ in range(self.idle_passes):
+            with autocast(self.config, accelerator.device):
+                forward_logits(model, {k: v.to(accelerator.device) for k, v in self.idle_batch.items()})
+        totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
+        for batch in self.batches:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with autocast(self.config, accelerator.device):
+                logits = forward_logits(model, batch)
+            valid = batch["labels"] != LABEL_IGNORE
+            loss = summed_cross_entropy(logits.float(), batch["labels"])
+            right = token_hits(logits, batch["labels"])
+            sequences_right = (right | ~valid).all(-1)
+            totals += torch.stack([loss.double(), right.sum(), valid.sum(), sequences_right.sum()]).double()
+        num_sequences = torch.tensor(
+            [float(sum(len(b["labels"]) for b in self.batches))],
+            dtype=torch.float64,
+            device=accelerator.device,
+        )
+        totals = accelerator.reduce(totals, "sum")
+        num_sequences = accelerator.reduce(num_sequences, "sum")
+        loss_sum, right, count, sequences_right = totals.tolist()
+        return {
+            "val_loss": loss_sum / count,
+            "val_token_accuracy": right / count,
+            "val_sequence_accuracy": sequences_right / num_sequences.item(),
+        }
+
+
+# ---- a run: what its phases share
+
+
+@dataclass
+class Run:
+    """What ``setup`` builds and the loop advances (nanoGPT keeps these as the globals of train.py)."""
+
+    config: TrainConfig
+    accelerator: Any
+    model: torch.nn.Module  # wrapped for several processes (DDP), or sharded (FSDP2), maybe compiled
+    optimizer: Any  # accelerate's wrapper; ``optimizer.optimizer`` is the torch optimizer
+    stream: BatchStream
+    validation: Validation
+    rule: SelectionRule
+    log: MetricsLog
+    run_dir: Path
+    sharded: bool
+    extra_eval: ExtraEval | None
+    trainer_state: dict  # trainer_state.json of the checkpoint resumed from (zeros for a fresh run)
+    step: int = 0
+    tokens_total: int = 0  # real (unpadded) tokens of the global batches so far
+    evals: list[dict] = field(default_factory=list)
+    best: dict | None = None  # best.json
+    last_eval: dict | None = None
+    started: float = 0.0
+    started_cpu: float = 0.0
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def autocast(self) -> torch.autocast:
+        return autocast(self.config, self.accelerator.device)
+
+    def start_clocks(self) -> None:
+        self.started, self.started_cpu = time.perf_counter(), time.process_time()
+
+    def clocks(self) -> dict[str, float]:
+        """Wall seconds and CPU seconds of this process (all threads; robust to a busy machine), the
+        resumed run's included."""
+        return {
+            "elapsed_s": self.trainer_state["elapsed_s"] + time.perf_counter() - self.started,
+            "cpu_s": self.trainer_state.get("cpu_s", 0.0) + time.process_time() - self.started_cpu,
+        }
+
+
+@dataclass
+class Window:
+    """The training metrics since the last log row: this process's loss, z-loss and right-token sums
+    (on the device), and the global batches' target and real tokens (counted on the CPU)."""
+
+    sums: torch.Tensor
+    targets: int = 0
+    tokens: int = 0
+    start: float = 0.0
+
+
+# ---- the phases of a run: setup, a training step, evaluation and selection, a checkpoint
+
+
+def make_accelerator():
+    """accelerate keeps its settings in a process-wide state that cannot change once made, so the
+    engine makes it with ``mixed_precision="no"`` and autocasts to bf16 itself: runs of either
+    precision may follow one another in a process.  A state made before by another library
+    (transformers' ``Trainer`` with ``bf16=True``) is kept as it is; see ``check_accelerator``.
+    ``cpu=True`` without CUDA: several CPU processes (torchrun / `accelerate launch --multi_gpu`) use gloo."""
+    from accelerate import Accelerator
+    from accelerate.state import is_initialized
+
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=None if is_initialized() else "no")
+
+
+def check_accelerator(accelerator) -> None:
+    """A mixed precision that another library set for this process: bf16 on one process is undone
+    (``prepare_model``); a loss scaler (fp16) or DDP hooks cannot be (``UserError``)."""
+    if accelerator.mixed_precision == "no" or (
+        accelerator.mixed_precision == "bf16" and accelerator.num_processes == 1
+    ):
+        return
+    raise UserError(
+        f"this process's accelerate state was made with mixed_precision={accelerator.mixed_precision!r} "
+        "before train() ran; the engine needs 'no' (it autocasts to bf16 itself with precision: bf16, "
+        "--precision bf16): train in a fresh process"
+    )
+
+
+def open_run_dir(
+    accelerator, run_dir: Path, full: dict, model: torch.nn.Module, *, resume: bool, overwrite: bool,
+    on_start: Callable[[Path], None] | None,
+) -> tuple[Path | None, dict]:  # fmt: skip
+    """The run folder: fresh, overwritten, or resumed from the newest complete checkpoint (its model
+    weights and this process's RNG are loaded).  Returns that checkpoint and its trainer state."""
+    ckpt_root = run_dir / "checkpoints"
+    trainer_state = {"step": 0, "evals": [], "tokens": 0, "elapsed_s": 0.0, "cpu_s": 0.0}
+    if accelerator.is_main_process:
+        if overwrite:
+            clear_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json_atomic(run_dir / "config.json", full)
+        ckpt.remove_leftovers(ckpt_root)
+        if on_start is not None:
+            on_start(run_dir)
+    accelerator.wait_for_everyone()
+    newest = ckpt.newest_valid_checkpoint(ckpt_root) if resume else None
+    if newest is not None:
+        trainer_state.update(ckpt.load_checkpoint(newest, model, accelerator.process_index))
+        if accelerator.is_main_process:
+            logger.info("resuming from %s (step %d)", newest, trainer_state["step"])
+    return newest, trainer_state
+
+
+def prepare_model(
+    config: TrainConfig, accelerator, model: torch.nn.Module, newest: Path | None, sharded: bool
+) -> tuple[torch.nn.Module, Any]:
+    """Wrap the model for several processes (DDP, or FSDP2 when ``sharded``), make its optimizer (and
+    restore a resumed run's), compile it if asked."""
+    if sharded:  # shard first: the optimizer must see the sharded weights
+        from synthpre.train.sharded import shard_model
+
+        shard_model(model)
+        optimizer = accelerator.prepare(make_optimizer(config, model, sharded=True))
+    else:  # DDP over several processes
+        model, optimizer = accelerator.prepare(model, make_optimizer(config, model))
+        if accelerator.mixed_precision != "no":  # another library's state: drop its autocast hooks
+            model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    if newest is not None:
+        ckpt.load_optimizer(newest, accelerator.unwrap_model(model), optimizer.optimizer)
+    if config.compile:
+        model = torch.compile(model)
+    return model, optimizer
+
+
+def setup(
+    config: TrainConfig, model: torch.nn.Module, train_source: ExampleSource, val_source: ExampleSource,
+    *, resume: bool, overwrite: bool, extra_eval: ExtraEval | None, extra_config: dict,
+    on_start: Callable[[Path], None] | None,
+) -> Run:  # fmt: skip
+    """Everything before the first step.  Every check comes first, so that bad input fails before
+    anything is written; then the run folder, the model on its device(s) and its optimizer, the
+    training stream and the validation set."""
+    accelerator = make_accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    # ---- checks: bad input fails here, before anything is written
+    check_accelerator(accelerator)
+    check_batch_split(config.batch_size, world)
+    check_lengths(config, model)
+    check_fsdp(config, accelerator, extra_eval)
+    rule = SelectionRule.from_config(config)
+    if config.fsdp and world == 1:
+        logger.info("fsdp (--fsdp) has no effect on one process (launch several with `accelerate launch`)")
+    if config.dropout is not None:
+        set_dropout(model, config.dropout)
+    run_dir = Path(config.out_dir)
+    full = full_config(config, model, train_source, val_source, extra_config)
+    check_run_dir(run_dir, full, resume, overwrite)
+    # ---- the run folder, then the model on its device(s), its optimizer, and the data
+    if config.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
+    model.to(accelerator.device)
+    newest, trainer_state = open_run_dir(
+        accelerator, run_dir, full, model, resume=resume, overwrite=overwrite, on_start=on_start
+    )
+    log = MetricsLog(run_dir, trainer_state["step"], enabled=accelerator.is_main_process)
+    sharded = config.fsdp and world > 1
+    model, optimizer = prepare_model(config, accelerator, model, newest, sharded)
+    stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
+    validation = Validation(val_source, config, rank, world)
+    evals = trainer_state["evals"]
+    return Run(
+        config, accelerator, model, optimizer, stream, validation, rule, log, run_dir, sharded, extra_eval,
+        trainer_state, step=trainer_state["step"], tokens_total=trainer_state["tokens"], evals=evals,
+        best=rule.select(evals), last_eval=evals[-1] if evals else None,
+    )  # fmt: skip
+
+
+def next_batch(run: Run, step: int) -> tuple[dict[str, torch.Tensor], int, int]:
+    """This process's collated batch, and the GLOBAL batch's target tokens and real (unpadded)
+    tokens: counted on the CPU from the global batch, a pure function of the step, so that no
+    process waits on a collective (or the host on a device) to learn them."""
+    config = run.config
+    everyone = run.stream.global_examples(step)
+    batch = collate(
+        run.stream.share(everyone), config.max_input_len, config.max_target_len, config.pad_multiple
+    )
+    targets = int(collated_lengths(everyone.target_lengths, config.max_target_len).sum())
+    inputs = int(collated_lengths(everyone.input_lengths, config.max_input_len).sum())
+    return batch, targets, targets + inputs
+
+
+def train_step(
+    run: Run, window: Window, cpu_batch: dict[str, torch.Tensor], global_tokens: int, real_tokens: int
+) -> None:
+    """One optimizer step: loss on the target tokens (+ z-loss), backward, Adafactor; the step's
+    loss and accuracy join ``window``."""
+    config, accelerator = run.config, run.accelerator
+    batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_batch.items()}
+    with run.autocast():
+        logits = forward_logits(run.model, batch).float()
+    ce_sum = summed_cross_entropy(logits, batch["labels"])
+    loss = ce_sum
+    z_sum = torch.zeros((), device=logits.device)
+    if config.z_loss:
+        z_sum = (torch.logsumexp(logits, -1).square() * (batch["labels"] != LABEL_IGNORE)).sum()
+        loss = loss + config.z_loss * z_sum
+    # Normalize by the GLOBAL number of target tokens: DDP's gradient mean then equals the gradient
+    # of the mean over the whole batch, whatever the split over processes.
+    accelerator.backward(loss * (run.world / global_tokens))
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+
+    right = token_hits(logits.detach(), batch["labels"]).sum()
+    window.sums += torch.stack([ce_sum.detach(), z_sum.detach(), right.float()]).double()
+    window.targets += global_tokens
+    window.tokens += real_tokens
+    run.tokens_total += real_tokens
+
+
+def log_training(run: Run, window: Window) -> None:
+    """A ``train`` row of metrics.jsonl: the window's loss and accuracy over all processes."""
+    loss_sum, z_total, right_total = run.accelerator.reduce(window.sums, "sum").tolist()
+    now = time.perf_counter()
+    record = {
+        "loss": loss_sum / window.targets,
+        "token_accuracy": right_total / window.targets,
+        "tokens_per_s": window.tokens / (now - window.start),  # real tokens (inputs + targets)
+        "lr": learning_rate_at(run.config, run.step),
+        "tokens": run.tokens_total,
+        **run.clocks(),
+    }
+    if run.config.z_loss:
+        record["z_loss"] = z_total / window.targets
+    run.log.train(run.step, record)
+    window.sums.zero_()
+    window.tokens, window.targets, window.start = 0, 0, now
+
+
+def evaluate_and_select(run: Run, scheduled_save: bool) -> bool:
+    """Validate (and ``extra_eval`` on the main process), record the evaluation, re-apply the
+    selection rule.  Returns whether this step is saved: a scheduled save, or an evaluation the rule
+    must keep (App. A selects the first one over the threshold; App. B's fixed_step its step)."""
+    from accelerate.utils import broadcast_object_list
+
+    accelerator, model, step = run.accelerator, run.model, run.step
+    model.eval()
+    metrics = run.validation.evaluate(model, accelerator)
+    if run.extra_eval is not None:
+        with run.autocast():
+            main_only = run.extra_eval(accelerator.unwrap_model(model), step) if run.is_main else None
+        metrics.update(broadcast_object_list([main_only])[0])
+    model.train()
+    is_save = scheduled_save or run.rule.must_keep(step, metrics, run.best)
+    name = f"checkpoints/{ckpt.step_dir_name(step)}"
+    run.last_eval = {"step": step, **metrics, "checkpoint": name if is_save else None}
+    run.evals.append(run.last_eval)
+    run.best = run.rule.select(run.evals)
+    run.log.validation(step, {**metrics, **run.clocks()})
+    return is_save
+
+
+def save_checkpoint(run: Run) -> None:
+    """All processes write their RNG state (and gather FSDP shards); the main process writes the rest."""
+    accelerator, root, step = run.accelerator, run.ckpt_root, run.step
+    tmp = root / (ckpt.TMP_PREFIX + ckpt.step_dir_name(step))
+    if run.is_main:
+        ckpt.begin_checkpoint(root, step)
+    accelerator.wait_for_everyone()
+    ckpt.write_rng_file(tmp, run.rank)
+    unwrapped = accelerator.unwrap_model(run.model)
+    model_state, optimizer_state = ckpt.full_state(
+        unwrapped, run.optimizer.optimizer, run.sharded, run.world > 1
+    )
+    accelerator.wait_for_everyone()
+    if run.is_main:
+        state = {"step": step, "evals": run.evals, "tokens": run.tokens_total, **run.clocks()}
+        ckpt.write_main_files(tmp, unwrapped, model_state, optimizer_state, state)
+        ckpt.finish_checkpoint(tmp, step)
+    accelerator.wait_for_everyone()
+
+
+def save_and_prune(run: Run) -> None:
+    """A checkpoint of this step, ``best.json``, and (``keep_last_k``) the removal of old checkpoints
+    other than the newest k and the selected one."""
+    save_checkpoint(run)
+    if not run.is_main:
+        return
+    if run.best is not None:
+        ckpt.write_json_atomic(run.run_dir / "best.json", run.best)
+    if run.config.keep_last_k is None:
+        return
+    keep = set(ckpt.checkpoint_steps(run.ckpt_root)[: run.config.keep_last_k])
+    for old in ckpt.checkpoint_steps(run.ckpt_root):
+        if old not in keep and (run.best is None or run.best["step"] != old):
+            ckpt.remove_checkpoint(run.ckpt_root / ckpt.step_dir_name(old))
+
+
+# ---- the whole story
+
+
 def train(
     config: TrainConfig,
     model: torch.nn.Module,
@@ -272,197 +622,53 @@ def train(
     overwrite: bool = False,
     extra_eval: ExtraEval | None = None,
     extra_config: dict | None = None,
+    on_start: Callable[[Path], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``train_source``; see the module docstring.  ``extra_config`` joins config.json."""
-    from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list
+    """Train ``model`` on ``train_source``, validating on ``val_source``; see the module docstring.
 
-    # ---- set-up: everything that can fail on bad input fails here, before anything is written
-    # cpu=True without CUDA: several CPU processes (torchrun / `accelerate launch --multi_gpu`) use gloo.
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.precision == "bf16" else "no"
-    )
-    rank, world = accelerator.process_index, accelerator.num_processes
-    check_batch_split(config.batch_size, world)
-    check_lengths(config, model)
-    check_fsdp(config, accelerator, extra_eval)
-    sharded = config.fsdp and world > 1
-    if config.fsdp and world == 1:
-        print("note: --fsdp has no effect on one process (launch several with `accelerate launch`)")
-    if config.dropout is not None:
-        set_dropout(model, config.dropout)
-    run_dir = Path(config.out_dir)
-    full = full_config(config, model, train_source, val_source, extra_config or {})
-    check_run_dir(run_dir, full, resume, overwrite)
-    if config.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
-    model.to(accelerator.device)
-    rule = ckpt.SelectionRule(config.selection_metric, config.selection, config.selection_threshold)
-    ckpt_root = run_dir / "checkpoints"
-
-    # ---- the run folder: fresh, overwritten, or resumed from the newest complete checkpoint
-    progress = {"step": 0, "evals": [], "tokens": 0, "elapsed_s": 0.0, "cpu_s": 0.0}  # trainer_state.json
-    if accelerator.is_main_process:
-        if overwrite:
-            clear_run_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.write_json_atomic(run_dir / "config.json", full)
-        ckpt.remove_leftovers(ckpt_root)
-    accelerator.wait_for_everyone()
-    newest = ckpt.newest_valid_checkpoint(ckpt_root) if resume else None
-    if newest is not None:
-        progress.update(ckpt.load_checkpoint(newest, model, rank))
-        if accelerator.is_main_process:
-            print(f"resuming from {newest} (step {progress['step']})")
-    start_step, evals = progress["step"], progress["evals"]
-    log = MetricsLog(run_dir, start_step, enabled=accelerator.is_main_process)
-
-    if sharded:  # shard first: the optimizer must see the sharded weights
-        from synthpre.train.sharded import shard_model
-
-        shard_model(model)
-        optimizer = accelerator.prepare(make_optimizer(config, model, sharded=True))
-    else:  # DDP over several processes
-        model, optimizer = accelerator.prepare(model, make_optimizer(config, model))
-    if newest is not None:
-        ckpt.load_optimizer(newest, accelerator.unwrap_model(model), optimizer.optimizer)
-    if config.compile:
-        model = torch.compile(model)
-    stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
-    validation = Validation(val_source, config, rank, world)
-
-    def next_batch(step: int) -> tuple[dict[str, torch.Tensor], int, int]:
-        """This process's collated batch, and the GLOBAL batch's target tokens and real (unpadded)
-        tokens: counted on the CPU from the global batch, a pure function of the step, so that no
-        process waits on a collective (or the host on a device) to learn them."""
-        everyone = stream.global_examples(step)
-        batch = collate(
-            stream.share(everyone), config.max_input_len, config.max_target_len, config.pad_multiple
-        )
-        targets = int(collated_lengths(everyone.target_lengths, config.max_target_len).sum())
-        inputs = int(collated_lengths(everyone.input_lengths, config.max_input_len).sum())
-        return batch, targets, targets + inputs
-
-    def save(step: int) -> None:
-        """All processes write their RNG state (and gather FSDP shards); the main process writes the rest."""
-        tmp = ckpt_root / (ckpt.TMP_PREFIX + ckpt.step_dir_name(step))
-        if accelerator.is_main_process:
-            ckpt.begin_checkpoint(ckpt_root, step)
-        accelerator.wait_for_everyone()
-        ckpt.write_rng_file(tmp, rank)
-        unwrapped = accelerator.unwrap_model(model)
-        model_state, optimizer_state = ckpt.full_state(unwrapped, optimizer.optimizer, sharded, world > 1)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            state = {"step": step, "evals": evals, "tokens": tokens_total, **clocks()}
-            ckpt.write_main_files(tmp, unwrapped, model_state, optimizer_state, state)
-            ckpt.finish_checkpoint(tmp, step)
-        accelerator.wait_for_everyone()
-
-    def prune(best: dict | None) -> None:
-        if config.keep_last_k is None or not accelerator.is_main_process:
-            return
-        keep = set(ckpt.checkpoint_steps(ckpt_root)[: config.keep_last_k])
-        for old in ckpt.checkpoint_steps(ckpt_root):
-            if old not in keep and (best is None or best["step"] != old):
-                ckpt.remove_checkpoint(ckpt_root / ckpt.step_dir_name(old))
-
-    # ---- the loop
+    ``resume``: continue the run in ``config.out_dir`` from its newest complete checkpoint (the same
+    settings only); ``overwrite``: start that run over; ``extra_eval``: metrics added to every
+    evaluation; ``extra_config``: joins config.json.  ``on_start(run_dir)`` is called on the main
+    process once every check has passed and config.json is written, before the first step: the place
+    to write files of one's own into the run folder (fine-tuning writes its tokenizer there), so that
+    bad input leaves nothing behind.
+    """
+    # ---- set-up: checks (nothing is written on bad input), run folder, model, optimizer, data
+    run = setup(
+        config, model, train_source, val_source, resume=resume, overwrite=overwrite,
+        extra_eval=extra_eval, extra_config=extra_config or {}, on_start=on_start,
+    )  # fmt: skip
     prefetch = ThreadPoolExecutor(max_workers=1)
-    pending = prefetch.submit(next_batch, start_step)
-    sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss, z, right (this process)
-    started = window_start = time.perf_counter()
-    started_cpu = time.process_time()
-
-    def clocks() -> dict[str, float]:
-        """Wall seconds and CPU seconds of this process (all threads; robust to a busy machine)."""
-        return {
-            "elapsed_s": progress["elapsed_s"] + time.perf_counter() - started,
-            "cpu_s": progress.get("cpu_s", 0.0) + time.process_time() - started_cpu,
-        }
-
-    tokens_total, window_tokens, window_targets = progress["tokens"], 0, 0  # global counts
-    best, last_eval, step = rule.select(evals), (evals[-1] if evals else None), start_step
-    model.train()
-    bar = log.progress_bar(config, start_step)
-    while step < config.max_steps:
-        cpu_batch, global_tokens, real_tokens = pending.result()
-        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_batch.items()}
-        if step + 1 < config.max_steps:
-            pending = prefetch.submit(next_batch, step + 1)
-        with accelerator.autocast():
-            logits = forward_logits(model, batch).float()
-        ce_sum = summed_cross_entropy(logits, batch["labels"])
-        loss = ce_sum
-        z_sum = torch.zeros((), device=logits.device)
-        if config.z_loss:
-            z_sum = (torch.logsumexp(logits, -1).square() * (batch["labels"] != LABEL_IGNORE)).sum()
-            loss = loss + config.z_loss * z_sum
-        # Normalize by the GLOBAL number of target tokens: DDP's gradient mean then equals the gradient
-        # of the mean over the whole batch, whatever the split over processes.
-        accelerator.backward(loss * (world / global_tokens))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-
-        right = token_hits(logits.detach(), batch["labels"]).sum()
-        sums += torch.stack([ce_sum.detach(), z_sum.detach(), right.float()]).double()
-        window_targets += global_tokens
-        window_tokens += real_tokens
-        tokens_total += real_tokens
+    pending = prefetch.submit(next_batch, run, run.step)
+    window = Window(torch.zeros(3, dtype=torch.float64, device=run.accelerator.device))
+    run.start_clocks()
+    window.start = run.started
+    run.model.train()
+    bar = run.log.progress_bar(config, run.step)
+    while run.step < config.max_steps:
+        # ---- one step on the prefetched batch, while a thread collates the next one
+        batch, global_tokens, real_tokens = pending.result()
+        if run.step + 1 < config.max_steps:
+            pending = prefetch.submit(next_batch, run, run.step + 1)
+        train_step(run, window, batch, global_tokens, real_tokens)
         bar.update(1)
+        step = run.step
         if step % config.log_every == 0 or step == config.max_steps:
-            loss_sum, z_total, right_total = accelerator.reduce(sums, "sum").tolist()
-            now = time.perf_counter()
-            record = {
-                "loss": loss_sum / window_targets,
-                "token_accuracy": right_total / window_targets,
-                "tokens_per_s": window_tokens / (now - window_start),  # real tokens (inputs + targets)
-                "lr": learning_rate_at(config, step),
-                "tokens": tokens_total,
-                **clocks(),
-            }
-            if config.z_loss:
-                record["z_loss"] = z_total / window_targets
-            log.train(step, record)
-            sums.zero_()
-            window_tokens, window_targets, window_start = 0, 0, now
-
-        is_eval = step % config.eval_every == 0 or step == config.max_steps
+            log_training(run, window)
+        # ---- evaluation and checkpoint selection, then a checkpoint (+ best.json)
+        is_eval = step % config.eval_every == 0 or step == config.max_steps or run.rule.evaluates_at(step)
         is_save = step % config.save_every == 0 or step == config.max_steps
         if is_eval:
-            model.eval()
-            metrics = validation.evaluate(model, accelerator)
-            if extra_eval is not None:
-                extra = [
-                    extra_eval(accelerator.unwrap_model(model), step) if accelerator.is_main_process else None
-                ]
-                metrics.update(broadcast_object_list(extra)[0])
-            model.train()
-            # The first evaluation over the threshold is always kept as a checkpoint (App. A selects it).
-            is_save = is_save or (rule.crosses_threshold(metrics) and not (best and best["threshold_met"]))
-            name = f"checkpoints/{ckpt.step_dir_name(step)}"
-            last_eval = {"step": step, **metrics, "checkpoint": name if is_save else None}
-            evals.append(last_eval)
-            best = rule.select(evals)
-            log.validation(step, {**metrics, **clocks()})
+            is_save = evaluate_and_select(run, is_save)
         if is_save:
-            save(step)
-            if accelerator.is_main_process and best is not None:
-                ckpt.write_json_atomic(run_dir / "best.json", best)
-            prune(best)
-        if is_eval and config.stop_at_threshold and best is not None and best["threshold_met"]:
+            save_and_prune(run)
+        if is_eval and config.stop_at_threshold and run.best is not None and run.best["threshold_met"]:
             break
-
+    # ---- the end
     prefetch.shutdown()
     bar.close()
-    log.close()
-    seconds = time.perf_counter() - started
-    accelerator.end_training()
-    if world == 1:  # let a later train() in this process pick another precision (state is a singleton)
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(reset_partial_state=True)
-    return TrainResult(run_dir, step, best, last_eval, seconds, (tokens_total - progress["tokens"]) / seconds)
+    run.log.close()
+    seconds = time.perf_counter() - run.started
+    run.accelerator.end_training()
+    tokens = run.tokens_total - run.trainer_state["tokens"]
+    return TrainResult(run.run_dir, run.step, run.best, run.last_eval, seconds, tokens / seconds)
