@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synthpre.errors import UserError
-from synthpre.tokens import TokenSpace
+from synthpre.tokens import TokenSpace, token_space
 from synthpre.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -50,11 +50,6 @@ class Pretraining(BaseModel):
     train: TrainConfig
 
     _split_tasks = field_validator("task", "rates", mode="before")(_comma_list)
-
-
-def token_space(vocab: str | None) -> TokenSpace:
-    """The synthetic token space of setting ``vocab`` (``LO:HI``; default T5's 2:31999)."""
-    return TokenSpace.parse(vocab) if vocab else TokenSpace()
 
 
 def make_mixture(names: list[str], task_params: dict[str, Any], space: TokenSpace) -> list[tuple[Any, Any]]:

@@ -147,3 +147,8 @@ class TokenSpace:
 
 assert PREFIX_BASE + len(TASK_PREFIX_ORDER) <= NUM_SENTINELS
 assert max(SENTINEL_ROLES.values()) < PREFIX_BASE
+
+
+def token_space(vocab: str | None) -> TokenSpace:
+    """The synthetic token space of setting ``vocab`` (``LO:HI``; None: T5's 2:31999)."""
+    return TokenSpace.parse(vocab) if vocab else TokenSpace()

@@ -32,6 +32,7 @@ from synthpre.tokenizer import (
     load_run_tokenizer,
     train_sentencepiece,
 )
+from synthpre.tokens import token_space
 from synthpre.train import TrainConfig, newest_valid_checkpoint, train
 from synthpre.train.checkpoints import STATE, write_json_atomic
 from synthpre.train.selection import RULE_TEXT, best_of
@@ -104,8 +105,6 @@ def fresh_vocab_size(config: FinetuneConfig, tokenizer: TextTokenizer) -> int:
     if config.vocab_size is not None:
         return config.vocab_size
     if config.vocab is not None:
-        from synthpre.recipes import token_space
-
         return model_vocab_size(config.model, token_space(config.vocab))
     return padded_vocab_size(tokenizer.vocab_size)
 
@@ -123,7 +122,9 @@ def initial_model(config: FinetuneConfig, tokenizer: TextTokenizer) -> torch.nn.
         if config.pre_attn_ln is not None:
             set_pre_attention_norms(model, config.pre_attn_ln)
     elif config.pre_attn_ln is not None:
-        raise UserError("pre_attn_ln (--pre-attn-ln) sets a fresh model's norms: leave out init_from")
+        raise UserError(
+            "pre_attn_ln (--pre-attn-ln) sets a fresh model's norms: leave out init_from (--init-from)"
+        )
     else:
         source = load_model(config.init_from)
         if config.init_scheme == "full":

@@ -97,10 +97,9 @@ def finetuning_settings(config: dict[str, Any], run_dir: Path, deps: dict[str, s
     from synthpre.downstream.config import FinetuneConfig
 
     init = config["init"]
-    sources = {"pretrained": lambda: deps[init["source"]], "checkpoint": lambda: init["source"]}
     return FinetuneConfig(
         task=config["task"], out_dir=str(run_dir), model=config["model"], data=config["data"],
-        init_from=sources[init["kind"]]() if init["kind"] in sources else None,
+        init_from=deps[init["source"]] if init["kind"] == "pretrained" else init.get("source"),
         init_scheme=init.get("scheme") or "full", pre_attn_ln=init.get("value"),
         tokenizer=config["tokenizer"], vocab=config["vocab"], learning_rate=config["lr"],
         train_size=config["train_size"], seed=config["seed"],
