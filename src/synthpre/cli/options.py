@@ -201,7 +201,7 @@ def with_options(*parameter_groups: list[inspect.Parameter]) -> Callable[[F], F]
 
 
 def invalid_settings(error: pydantic.ValidationError, what: str) -> UserError:
-    """A UserError listing each problem of ``error`` under the flag of its field (``--batch-size: ...``)."""
+    """A UserError listing each problem of ``error`` under its flag and field (``--steps (steps): ...``)."""
     problems = []
     for problem in error.errors():
         names = [part for part in problem["loc"] if isinstance(part, str)]
