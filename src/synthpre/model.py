@@ -283,12 +283,16 @@ def save_checkpoint(model: T5ForConditionalGeneration, directory: str | Path) ->
 
 
 def check_checkpoint(directory: str | Path) -> Path:
-    """The model folder of a checkpoint, if it holds a config and safetensors weights; else ``UserError``.
+    """The model folder of a checkpoint, if it holds a config and readable safetensors weights; else
+    ``UserError``.
 
     Takes a Hugging Face model folder, an engine checkpoint (``checkpoints/step_N``: its ``model/``)
-    or a run folder (the checkpoint its ``best.json`` selected).
+    or a run folder (the checkpoint its ``best.json`` selected).  A checkpoint with ``checksums.json``
+    (the model folder's or its parent's) is verified first; every weights file's header must parse.
     """
     path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, not a checkpoint or model folder")
     if not path.is_dir():
         raise UserError(f"checkpoint {str(path)!r} does not exist (expected a folder written by synthpre)")
     if (path / "best.json").is_file():
@@ -306,16 +310,62 @@ def check_checkpoint(directory: str | Path) -> Path:
             f"checkpoint {str(path)!r} has no .safetensors weights (found: {found}); synthpre loads only "
             "safetensors, never pickles: re-save it with save_pretrained(..., safe_serialization=True)"
         )
+    verify_checksums(path)
+    for weights in sorted(path.glob("*.safetensors")):
+        _check_safetensors(weights)
     return path
 
 
+# checkpoint folder -> the (path, size, mtime) of its files when their checksums last matched
+_VERIFIED: dict[Path, tuple] = {}
+
+
+def verify_checksums(model_dir: Path) -> None:
+    """``UserError`` when the checkpoint holding ``model_dir`` (``model_dir`` itself or its parent, the
+    first with ``checksums.json``) does not match its checksums; nothing to check without one."""
+    from synthpre.train.checkpoints import CHECKSUMS, verify_checkpoint  # imports torch and safetensors
+
+    for root in (model_dir, model_dir.parent):
+        if not (root / CHECKSUMS).is_file():
+            continue
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        signature = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+        if _VERIFIED.get(root.resolve()) == signature:
+            return
+        problem = verify_checkpoint(root)
+        if problem is not None:
+            raise UserError(f"checkpoint {root} is damaged: {problem}; use an earlier checkpoint")
+        _VERIFIED[root.resolve()] = signature
+        return
+
+
+def _check_safetensors(weights: Path) -> None:
+    """``UserError`` naming ``weights`` when its header does not parse or the file is cut short."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as error:
+        raise UserError(
+            f"checkpoint weights {weights} are damaged ({error}): the file is truncated or not "
+            "safetensors; re-save the model or use another checkpoint"
+        ) from error
+
+
 def load_model(directory: str | Path) -> T5ForConditionalGeneration:
-    """Load a checkpoint folder (safetensors only); an untied v1.1 head stays untied."""
+    """Load a checkpoint folder (safetensors only, checksums verified); an untied v1.1 head stays untied."""
+    from safetensors import SafetensorError
+
     path = check_checkpoint(directory)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # silence "will NOT tie" for untied heads: that is what we want
     try:
         model = T5ForConditionalGeneration.from_pretrained(str(path), use_safetensors=True)
+    except SafetensorError as error:
+        raise UserError(
+            f"cannot load checkpoint {str(path)!r}: damaged safetensors weights ({error})"
+        ) from error
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load checkpoint {str(path)!r}: {error}") from error
     finally:

@@ -112,7 +112,7 @@ def report(
     from synthpre.experiments.store import Store
 
     spec, runs = load_study(folder)
-    store = Store(folder)
+    store = Store(folder, read_only=True)  # a report writes nothing into the study folder
     try:
         results = store.results(hashes={run.hash for run in runs})
         text = render(

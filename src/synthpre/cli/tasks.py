@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from synthpre.data.export import SHARD_EXAMPLES
 from synthpre.errors import UserError
 from synthpre.tasks.registry import Task, all_tasks, get_task
 from synthpre.tokens import PREFIX_BASE, SENTINEL_ROLES, TASK_PREFIX_ORDER, TokenSpace
@@ -18,7 +19,7 @@ MIN_LEN = typer.Option(None, "--min-len", help="Shortest payload, separators inc
 MAX_LEN = typer.Option(None, "--max-len", help="Longest payload, separators included (default 220).")
 VOCAB = typer.Option("2:31999", "--vocab", help="Content token ids LO:HI; sentinels sit above HI.")
 PARAM = typer.Option([], "--param", help="Another generation parameter KEY=VALUE (repeatable).")
-SEED = typer.Option(0, "--seed", help="Random seed: same seed, same bytes.")
+SEED = typer.Option(0, "--seed", help="Random seed (0 or more): same seed, same bytes.")
 
 
 def list_tasks() -> None:
@@ -42,8 +43,9 @@ def show(
     param: list[str] = PARAM,
 ) -> None:
     """Print examples of a task, as token ids or (--letters) in the notation of App. G."""
-    from synthpre.data.export import make_params, parse_param_overrides
+    from synthpre.data.export import check_seed, make_params, parse_param_overrides
 
+    check_seed(seed)
     task = get_task(task_name)
     space = TokenSpace.parse(vocab)
     overrides = {"min_len": min_len, "max_len": max_len, **parse_param_overrides(task, param)}
@@ -109,8 +111,14 @@ def generate(
     max_len: int = MAX_LEN,
     vocab: str = VOCAB,
     param: list[str] = PARAM,
-    workers: int = typer.Option(1, "--workers", help="Processes writing shards (same bytes for any number)."),
-    shards: int = typer.Option(None, "--shards", help="Number of train files (default: --workers)."),
+    workers: int = typer.Option(
+        1, "--workers", help="Processes writing the files: any number writes the same files, byte for byte."
+    ),
+    shards: int = typer.Option(
+        None,
+        "--shards",
+        help=f"Number of train files (default: one per started {SHARD_EXAMPLES:,} of --num; not --workers).",
+    ),
     val_num: int = typer.Option(0, "--val-num", help="Validation examples, from a disjoint index range."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -118,18 +126,28 @@ def generate(
     """Generate a dataset: data files plus manifest.json, written atomically into --out.
 
     Example i is a pure function of (task, parameters, vocabulary, seed, i); the validation split
-    uses indices 2**40 + 0..M-1, so it never overlaps the training split.
+    uses indices 2**40 + 0..M-1, so it never overlaps the training split.  The files written (names,
+    number and bytes) depend on the task, its parameters, --vocab, --seed, --num, --val-num, --format
+    and --shards (default: from --num alone), never on --workers.
     """
     from tqdm import tqdm
 
-    from synthpre.data.export import check_request, export_dataset, make_params, parse_param_overrides
+    from synthpre.data.export import (
+        check_request,
+        check_seed,
+        default_shards,
+        export_dataset,
+        make_params,
+        parse_param_overrides,
+    )
 
+    check_seed(seed)
     task = get_task(task_name)
     space = TokenSpace.parse(vocab)
     overrides = {"min_len": min_len, "max_len": max_len, **parse_param_overrides(task, param)}
     params = make_params(task, space, overrides)
-    shards = shards or workers
-    check_request(out, num, fmt, val_num, workers, shards, overwrite)  # before the progress bar
+    shards = default_shards(num) if shards is None else shards
+    check_request(out, num, fmt, val_num, workers, shards, overwrite, seed=seed)  # before the progress bar
     with tqdm(total=num + val_num, unit="ex", unit_scale=True, disable=quiet, desc=task.name) as bar:
         content = export_dataset(
             task.name,

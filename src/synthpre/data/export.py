@@ -2,7 +2,8 @@
 
 Example ``i`` of the train split is ``task.generate(params, space, seed, [i])``; the validation split
 takes the indices ``VALIDATION_OFFSET + 0..M-1``, so the two never overlap.  Shards are contiguous
-index ranges, so the bytes do not depend on how many worker processes write them.  Everything is
+index ranges of a shard count that depends only on the number of examples (or is given), so the
+bytes do not depend on how many worker processes write them.  Everything is
 written into a temporary folder next to the destination and renamed at the end: an interrupted run
 leaves no half dataset, and bad input is refused before anything is written.
 """
@@ -34,6 +35,13 @@ from synthpre.tokens import TokenSpace
 FORMATS = ("jsonl", "parquet")
 CHUNK_EXAMPLES = 64 * BLOCK_SIZE  # examples generated and written at a time
 MAX_TABLE_IDS = 1 << 22  # largest id written through the JSONL piece table
+SHARD_EXAMPLES = 50_000  # default shard size: the default shard count depends on --num alone
+
+
+def default_shards(num_examples: int) -> int:
+    """Train files written when ``shards`` is not given: one per started ``SHARD_EXAMPLES`` examples
+    (never on the number of workers, so that any number of workers writes the same files)."""
+    return max(1, -(-num_examples // SHARD_EXAMPLES))
 
 
 def make_params(task: Task, space: TokenSpace, overrides: dict[str, Any]) -> Any:
@@ -135,18 +143,20 @@ def export_dataset(
     params: Any = None,
     val_num: int = 0,
     workers: int = 1,
-    shards: int = 1,
+    shards: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Write ``out/`` (data files + ``manifest.json``) atomically and return the manifest.
 
-    ``progress(k)`` is called as ``k`` more examples are written.
+    ``shards`` defaults to :func:`default_shards` of ``num_examples``; the files and their bytes are
+    the same for any ``workers``.  ``progress(k)`` is called as ``k`` more examples are written.
     """
     task = get_task(task_name)
     space = space or TokenSpace()
     params = params if params is not None else make_params(task, space, {})
-    check_request(out, num_examples, fmt, val_num, workers, shards, overwrite)
+    shards = default_shards(num_examples) if shards is None else shards
+    check_request(out, num_examples, fmt, val_num, workers, shards, overwrite, seed=seed)
     temporary = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     jobs = _shard_jobs(task.name, params, space, seed, num_examples, val_num, shards, temporary, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,8 +183,17 @@ def export_dataset(
 
 
 def check_request(
-    out: Path, num_examples: int, fmt: str, val_num: int, workers: int, shards: int, overwrite: bool
+    out: Path,
+    num_examples: int,
+    fmt: str,
+    val_num: int,
+    workers: int,
+    shards: int,
+    overwrite: bool,
+    seed: int = 0,
 ) -> None:
+    """``UserError`` on a bad export request, before anything is created."""
+    check_seed(seed)
     if num_examples <= 0:
         raise UserError(f"--num {num_examples}: the number of examples must be positive")
     if val_num < 0:
@@ -189,6 +208,12 @@ def check_request(
         raise UserError(f"--out {out} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+
+
+def check_seed(seed: int) -> None:
+    """``UserError`` unless ``seed`` is a non-negative integer (numpy's seeds are)."""
+    if seed < 0:
+        raise UserError(f"--seed {seed}: the seed must be a non-negative integer (0, 1, 2, ...)")
 
 
 def _shard_jobs(

@@ -65,7 +65,7 @@ def run_demo(out: Path, more: bool = False, quick: bool = False, console: Consol
     _intro(console, spec, out, more)
     runs = register_study(spec, text, out)
     run_study(out, runs, execute_run, console=console)
-    store = Store(out)
+    store = Store(out, read_only=True)
     try:
         results = store.results(hashes={run.hash for run in runs})
         table = build_table(results, 1, DEMO_METRICS, metric_columns=True)

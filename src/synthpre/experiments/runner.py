@@ -26,7 +26,7 @@ import synthpre
 from synthpre.errors import UserError
 from synthpre.experiments.plan import PlannedRun, build_plan, shard_runs
 from synthpre.experiments.spec import StudySpec, load_spec
-from synthpre.experiments.store import Outcome, Store
+from synthpre.experiments.store import DB_NAME, Outcome, Store, check_database
 
 SPEC_NAME = "spec.yaml"
 HEARTBEAT_S = 30.0
@@ -56,7 +56,11 @@ def prepare_study(spec_path: Path, folder: Path) -> tuple[StudySpec, list[Planne
 
 
 def register_study(spec: StudySpec, spec_text: str, folder: Path) -> list[PlannedRun]:
+    """Copy the spec into the folder and register its runs; a folder whose ``results.sqlite`` is not a
+    results database is a ``UserError`` before anything is written."""
     runs = build_plan(spec)
+    if (folder / DB_NAME).exists():
+        check_database(folder / DB_NAME)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SPEC_NAME).write_text(spec_text)
     store = Store(folder)
@@ -188,12 +192,10 @@ def describe(run: PlannedRun) -> str:
 def study_status(folder: Path) -> tuple[Counter, list[dict]]:
     """Counts by status (done / running / interrupted / failed / pending) and one dict per run of the
     study's current spec (runs of an earlier version of the spec stay in the store, unlisted)."""
-    if not (folder / "results.sqlite").is_file():
-        raise UserError(
-            f"{folder} is not a study folder (no results.sqlite); start one with `synthpre study run`"
-        )
+    if not (folder / DB_NAME).is_file():
+        raise UserError(f"{folder} is not a study folder (no {DB_NAME}); start one with `synthpre study run`")
     _, runs = load_study(folder)
-    store = Store(folder)
+    store = Store(folder, read_only=True)
     try:
         rows = [
             dict(row) | {"status": store.effective_status(row)} for row in store.runs([r.hash for r in runs])

@@ -260,9 +260,65 @@ def parse_spec(text: str, source: str = "<spec>") -> StudySpec:
     if not isinstance(data, dict):
         raise UserError(f"{source}:1: a study spec is a mapping (name:, downstream:, ...)")
     try:
-        return StudySpec.model_validate(data)
+        spec = StudySpec.model_validate(data)
     except ValidationError as error:
         raise UserError(_format_errors(error, lines, source)) from None
+    check_runs(spec, lines, source)
+    return spec
+
+
+def check_runs(spec: StudySpec, lines: dict[tuple, int], source: str) -> None:
+    """Build the full settings of every planned run (what the run itself will build), so that a bad value
+    in a ``train:`` block fails here, with its line, and not when the run starts."""
+    from synthpre.experiments.execute import finetuning_settings, pretraining_settings
+    from synthpre.experiments.plan import build_plan
+
+    placeholder = Path("<run folder>")
+    messages: set[tuple[int, str]] = set()
+    for run in build_plan(spec):
+        try:
+            if run.kind == "pretrain":
+                pretraining_settings(run.config, placeholder)
+            else:
+                finetuning_settings(run.config, placeholder, dict.fromkeys(run.deps, "<pre-training run>"))
+        except ValidationError as error:
+            for item in error.errors():
+                loc = _spec_loc(spec, run.kind, run.labels, error.title, tuple(item["loc"]))
+                messages.add(_error_line(item, loc, lines, source))
+    if messages:
+        raise UserError("invalid study spec:\n  " + "\n  ".join(text for _, text in sorted(messages)))
+
+
+# Where in the spec a field of a run's settings comes from (other than its ``train:`` blocks).
+_PRETRAIN_SOURCES = {"model": ("models",), "vocab": ("vocab",)}
+_FINETUNE_SOURCES = {
+    "model": ("models",), "vocab": ("vocab",), "dropout": ("dropout",),
+    "learning_rate": ("downstream", "lrs"), "train_size": ("downstream", "train_sizes"),
+    "seed": ("downstream", "seeds"),
+    "tokenizer": ("downstream", "tokenizer"), "init_from": ("baselines", "pretrained_t5"),
+    "init_scheme": ("init_schemes",), "pre_attn_ln": ("pre_attn_ln_values",),
+}  # fmt: skip
+
+
+def _spec_loc(spec: StudySpec, kind: str, labels: dict[str, Any], title: str, loc: tuple) -> tuple:
+    """The key path of the spec that set the field at ``loc`` of a run's settings (class ``title``)."""
+    if kind == "pretrain":
+        label = labels["pretrain_task"]
+        own, shared = ("pretraining", "tasks", label, "train"), ("pretraining", "train")
+        own_keys = spec.pretraining.tasks[label].train
+        if title == "Pretraining":  # the recipe around the engine's TrainConfig
+            sources = {**_PRETRAIN_SOURCES, "task": (*own[:3], "task"), "task_params": (*own[:3], "params")}
+            return (*sources.get(str(loc[0]), own[:3]), *loc[1:]) if loc else own[:3]
+    else:
+        task = labels["task"]
+        own, shared = ("downstream", "tasks", task, "train"), ("downstream", "train")
+        own_keys = spec.downstream.tasks[task].train
+        if loc and loc[0] not in own_keys and loc[0] not in spec.downstream.train:
+            sources = {**_FINETUNE_SOURCES, "task": own[:3], "data": (*own[:3], "data")}
+            return (*sources.get(str(loc[0]), ("downstream",)), *loc[1:])
+    if not loc:  # a check of the whole block
+        return own if own_keys else shared
+    return (*(own if loc[0] in own_keys else shared), *loc)
 
 
 def _record_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], source: str) -> None:
@@ -284,16 +340,19 @@ def _record_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], source:
 
 
 def _format_errors(error: ValidationError, lines: dict[tuple, int], source: str) -> str:
-    messages: list[tuple[int, str]] = []
-    for item in error.errors():
-        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
-        line = _line_of(loc, lines)
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field (see docs/studies.md for the fields of a study spec)"
-        messages.append((line, f"{source}:{line}: {field}: {message}"))
+    messages = [_error_line(item, tuple(item["loc"]), lines, source) for item in error.errors()]
     return "invalid study spec:\n  " + "\n  ".join(text for _, text in sorted(messages))
+
+
+def _error_line(item: Any, loc: tuple, lines: dict[tuple, int], source: str) -> tuple[int, str]:
+    """``(line, "file:line: key.path: message")`` of one pydantic error found at ``loc`` of the spec."""
+    loc = tuple(part for part in loc if not (isinstance(part, str) and "[" in part))
+    line = _line_of(loc, lines)
+    field = ".".join(str(part) for part in loc) or "(top level)"
+    message = item["msg"].removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        message = "unknown field (see docs/studies.md for the fields of a study spec)"
+    return line, f"{source}:{line}: {field}: {message}"
 
 
 def _line_of(loc: tuple, lines: dict[tuple, int]) -> int:

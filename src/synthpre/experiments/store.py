@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synthpre.errors import UserError
 from synthpre.experiments.plan import PlannedRun
 
 DB_NAME = "results.sqlite"
@@ -62,12 +63,23 @@ class Outcome:
 class Store:
     """The study's SQLite database."""
 
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, read_only: bool = False) -> None:
+        """Open (or create) ``folder/results.sqlite``; ``read_only``: open an existing one, write nothing.
+
+        A file there that is not a results database is a ``UserError``, and nothing is written."""
         self.path = folder / DB_NAME
-        self.connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        if read_only and not self.path.is_file():
+            raise UserError(
+                f"{folder} is not a study folder (no {DB_NAME}); start one with `synthpre study run`"
+            )
+        if self.path.exists():
+            check_database(self.path, empty_ok=not read_only)
+        if not read_only:
+            folder.mkdir(parents=True, exist_ok=True)
+        self.connection = _connect(self.path, read_only)
         self.connection.row_factory = sqlite3.Row
-        self.connection.executescript(_SCHEMA)
+        if not read_only:
+            self.connection.executescript(_SCHEMA)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
 
     def close(self) -> None:
@@ -211,6 +223,33 @@ class Store:
             "SELECT step, value FROM curves WHERE run_hash=? AND metric=? ORDER BY step", (run_hash, metric)
         )
         return [(row["step"], row["value"]) for row in rows]
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    if read_only:  # mode=ro: SQLite neither creates the file nor writes to it
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        return sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
+    return sqlite3.connect(path, timeout=60.0, isolation_level=None)
+
+
+_TABLES = "SELECT name FROM sqlite_master WHERE type='table'"
+
+
+def check_database(path: Path, empty_ok: bool = True) -> None:
+    """A ``UserError`` unless ``path`` is a results database: SQLite, with the store's tables (or none,
+    when ``empty_ok``: an empty database becomes one)."""
+    fix = "move it away or choose another --out"
+    try:
+        connection = _connect(path, read_only=True)
+        try:
+            tables = {row[0] for row in connection.execute(_TABLES)}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        raise UserError(f"{path} is not a results database ({error}): {fix}") from None
+    if (tables or not empty_ok) and not {"runs", "results"} <= tables:
+        found = ", ".join(sorted(tables)) or "none"
+        raise UserError(f"{path} is not a results database (its tables: {found}): {fix}")
 
 
 def _pid_alive(pid: int) -> bool:

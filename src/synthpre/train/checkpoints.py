@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def temporary_name(name: str) -> str:
+    """``.tmp-NAME.PID.HEX``: unique per process and call, so that writers of one file never share one."""
+    return f"{TMP_PREFIX}{name}.{os.getpid()}.{secrets.token_hex(6)}"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON under a temporary name, fsync, rename: readers never see half a file."""
-    tmp = path.with_name(TMP_PREFIX + path.name)
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write JSON under a temporary name of its own, fsync, rename: readers never see half a file, and
+    concurrent writers (threads or processes) each rename a whole file of theirs (the last one wins)."""
+    path = Path(path)
+    tmp = path.with_name(temporary_name(path.name))
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:
@@ -153,12 +165,29 @@ def remove_checkpoint(path: Path) -> None:
     shutil.rmtree(trash)
 
 
-def remove_leftovers(root: Path) -> None:
-    """Delete the temporary and half-deleted folders a killed run may have left."""
-    if root.is_dir():
-        for path in root.iterdir():
-            if path.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+def is_temporary_of(file_name: str, name: str) -> bool:
+    """Whether ``file_name`` is a temporary file of :func:`write_json_atomic` writing ``name`` (also
+    ``.tmp-NAME``, the name of older versions)."""
+    prefix = TMP_PREFIX + name
+    return file_name == prefix or file_name.startswith(prefix + ".")
+
+
+def remove_leftovers(root: Path, names: tuple[str, ...] | None = None) -> None:
+    """Delete the temporary and half-deleted folders and files a killed run may have left under
+    ``root`` (``.tmp-step_N``, ``.tmp-NAME.PID.HEX``, ``.trash-step_N``); with ``names``, only the
+    temporary files of those names (a run folder's own JSON files: other files there are not ours)."""
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if names is None:
+            if not path.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                continue
+        elif path.is_dir() or not any(is_temporary_of(path.name, name) for name in names):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def checkpoint_steps(root: Path) -> list[int]:

@@ -13,6 +13,7 @@ set, the :class:`Run` that a run's phases share, the phases themselves (``setup`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -41,6 +42,7 @@ from synthpre.errors import UserError
 from synthpre.train import checkpoints as ckpt
 from synthpre.train.config import TrainConfig
 from synthpre.train.metrics import MetricsLog
+from synthpre.train.runlock import LOCK_FILE, run_lock
 from synthpre.train.selection import SelectionRule
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,10 @@ logger = logging.getLogger(__name__)
 # step; its metrics (e.g. generation scores of fine-tuning) join the evaluation record.
 ExtraEval = Callable[[torch.nn.Module, int], dict[str, float]]
 
+# The files of a run: what "already holds a run" looks for and what overwrite removes.  Never the lock
+# file (``runlock.py``): it is the current process's own, held while these checks run.
 RUN_FILES = ("config.json", "metrics.jsonl", "best.json", "checkpoints", "tb")
+CONFIG_BLOCKS = ("train", "model", "train_data", "val_data")  # what every config.json holds
 
 
 @dataclass
@@ -166,9 +171,47 @@ def _differences(old: dict, new: dict) -> list[str]:
     return names
 
 
+def read_resumed_config(run_dir: Path) -> dict:
+    """The identity (``_identity``) of the run that ``config.json`` of ``run_dir`` describes, or a
+    ``UserError`` that says what is damaged in it."""
+
+    def damaged(why: str) -> UserError:
+        return UserError(
+            f"cannot resume {run_dir}: its config.json is damaged ({why}); use --overwrite to start over, "
+            "or choose another --out"
+        )
+
+    config_file = run_dir / "config.json"
+    try:
+        full = json.loads(config_file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise damaged("not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise damaged(f"not JSON: {error}") from None
+    except OSError as error:
+        raise UserError(
+            f"cannot resume {run_dir}: cannot read its config.json ({error.strerror or error}); fix its "
+            "permissions, or use --overwrite to start over"
+        ) from None
+    if not isinstance(full, dict):
+        raise damaged(f"a JSON {type(full).__name__} where a JSON object of settings belongs")
+    missing = [block for block in CONFIG_BLOCKS if block not in full]
+    if missing:
+        raise damaged(f"it lacks the block(s) {', '.join(map(repr, missing))}")
+    not_objects = [block for block in CONFIG_BLOCKS if not isinstance(full[block], dict)]
+    if not_objects:
+        raise damaged(f"the block(s) {', '.join(map(repr, not_objects))} are not JSON objects")
+    try:
+        return _identity(full)
+    except ValidationError as error:
+        problems = "; ".join(f"train.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:3])
+        raise damaged(f"{problems}; or it was written by another version of synthpre") from None
+
+
 def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> None:
-    """Refuse (``UserError``, nothing written) to mix two runs in one folder."""
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    """Refuse (``UserError``, nothing written) to mix two runs in one folder, or to resume a run
+    whose config.json is damaged or differs."""
+    existing = [name for name in RUN_FILES if name != LOCK_FILE and (run_dir / name).exists()]
     if not existing or overwrite:
         return
     if not resume:
@@ -181,13 +224,7 @@ def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> N
         raise UserError(
             f"cannot resume {run_dir}: it has no config.json; overwrite (--overwrite) to start over"
         )
-    try:
-        old = _identity(json.loads(config_file.read_text()))
-    except (ValidationError, KeyError, TypeError, json.JSONDecodeError) as error:
-        raise UserError(
-            f"cannot resume {run_dir}: its config.json is not one of this version's runs ({error}); "
-            "overwrite (--overwrite) to start over, or choose another out_dir (--out)"
-        ) from None
+    old = read_resumed_config(run_dir)
     new = _identity(full)
     if old != new:
         changed = _differences(old, new)
@@ -198,8 +235,11 @@ def check_run_dir(run_dir: Path, full: dict, resume: bool, overwrite: bool) -> N
 
 
 def clear_run_dir(run_dir: Path) -> None:
-    """Remove the files of a previous run (``overwrite``); other files in the folder stay."""
+    """Remove the files of a previous run (``overwrite``); other files in the folder stay, the lock
+    file of this run among them."""
     for name in RUN_FILES:
+        if name == LOCK_FILE:
+            continue
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -409,6 +449,7 @@ def open_run_dir(
         if overwrite:
             clear_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_leftovers(run_dir, names=("config.json", "best.json"))
         ckpt.write_json_atomic(run_dir / "config.json", full)
         ckpt.remove_leftovers(ckpt_root)
         if on_start is not None:
@@ -419,6 +460,8 @@ def open_run_dir(
         trainer_state.update(ckpt.load_checkpoint(newest, model, accelerator.process_index))
         if accelerator.is_main_process:
             logger.info("resuming from %s (step %d)", newest, trainer_state["step"])
+    elif resume and accelerator.is_main_process:
+        logger.warning("no usable checkpoint in %s: starting from step 0", ckpt_root)
     return newest, trainer_state
 
 
@@ -443,14 +486,34 @@ def prepare_model(
     return model, optimizer
 
 
+def lock_run_dir(accelerator, run_dir: Path, held: contextlib.ExitStack) -> None:
+    """The main process locks ``run_dir`` (released by ``held``); all processes raise the same
+    ``UserError`` when it is in use, so that none waits for the others forever."""
+    error = None
+    if accelerator.is_main_process:
+        try:
+            held.enter_context(run_lock(run_dir))
+        except UserError as refused:
+            error = refused
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        message = broadcast_object_list([None if error is None else str(error)])[0]
+        if message is not None and error is None:
+            error = UserError(message)
+    if error is not None:
+        raise error
+
+
 def setup(
     config: TrainConfig, model: torch.nn.Module, train_source: ExampleSource, val_source: ExampleSource,
     *, resume: bool, overwrite: bool, extra_eval: ExtraEval | None, extra_config: dict,
-    on_start: Callable[[Path], None] | None,
+    on_start: Callable[[Path], None] | None, held: contextlib.ExitStack,
 ) -> Run:  # fmt: skip
     """Everything before the first step.  Every check comes first, so that bad input fails before
     anything is written; then the run folder, the model on its device(s) and its optimizer, the
-    training stream and the validation set."""
+    training stream and the validation set.  The main process takes the run folder's lock
+    (``runlock.py``) before the checks of the folder, and ``held`` keeps it until ``train`` ends."""
     accelerator = make_accelerator()
     rank, world = accelerator.process_index, accelerator.num_processes
     # ---- checks: bad input fails here, before anything is written
@@ -465,6 +528,7 @@ def setup(
         set_dropout(model, config.dropout)
     run_dir = Path(config.out_dir)
     full = full_config(config, model, train_source, val_source, extra_config)
+    lock_run_dir(accelerator, run_dir, held)
     check_run_dir(run_dir, full, resume, overwrite)
     # ---- the run folder, then the model on its device(s), its optimizer, and the data
     if config.tf32:
@@ -633,42 +697,44 @@ def train(
     to write files of one's own into the run folder (fine-tuning writes its tokenizer there), so that
     bad input leaves nothing behind.
     """
-    # ---- set-up: checks (nothing is written on bad input), run folder, model, optimizer, data
-    run = setup(
-        config, model, train_source, val_source, resume=resume, overwrite=overwrite,
-        extra_eval=extra_eval, extra_config=extra_config or {}, on_start=on_start,
-    )  # fmt: skip
-    prefetch = ThreadPoolExecutor(max_workers=1)
-    pending = prefetch.submit(next_batch, run, run.step)
-    window = Window(torch.zeros(3, dtype=torch.float64, device=run.accelerator.device))
-    run.start_clocks()
-    window.start = run.started
-    run.model.train()
-    bar = run.log.progress_bar(config, run.step)
-    while run.step < config.max_steps:
-        # ---- one step on the prefetched batch, while a thread collates the next one
-        batch, global_tokens, real_tokens = pending.result()
-        if run.step + 1 < config.max_steps:
-            pending = prefetch.submit(next_batch, run, run.step + 1)
-        train_step(run, window, batch, global_tokens, real_tokens)
-        bar.update(1)
-        step = run.step
-        if step % config.log_every == 0 or step == config.max_steps:
-            log_training(run, window)
-        # ---- evaluation and checkpoint selection, then a checkpoint (+ best.json)
-        is_eval = step % config.eval_every == 0 or step == config.max_steps or run.rule.evaluates_at(step)
-        is_save = step % config.save_every == 0 or step == config.max_steps
-        if is_eval:
-            is_save = evaluate_and_select(run, is_save)
-        if is_save:
-            save_and_prune(run)
-        if is_eval and config.stop_at_threshold and run.best is not None and run.best["threshold_met"]:
-            break
-    # ---- the end
-    prefetch.shutdown()
-    bar.close()
-    run.log.close()
-    seconds = time.perf_counter() - run.started
-    run.accelerator.end_training()
-    tokens = run.tokens_total - run.trainer_state["tokens"]
-    return TrainResult(run.run_dir, run.step, run.best, run.last_eval, seconds, tokens / seconds)
+    # The main process holds the run folder's lock from the checks until train returns or raises.
+    with contextlib.ExitStack() as held:
+        # ---- set-up: checks (nothing is written on bad input), run folder, model, optimizer, data
+        run = setup(
+            config, model, train_source, val_source, resume=resume, overwrite=overwrite,
+            extra_eval=extra_eval, extra_config=extra_config or {}, on_start=on_start, held=held,
+        )  # fmt: skip
+        prefetch = ThreadPoolExecutor(max_workers=1)
+        pending = prefetch.submit(next_batch, run, run.step)
+        window = Window(torch.zeros(3, dtype=torch.float64, device=run.accelerator.device))
+        run.start_clocks()
+        window.start = run.started
+        run.model.train()
+        bar = run.log.progress_bar(config, run.step)
+        while run.step < config.max_steps:
+            # ---- one step on the prefetched batch, while a thread collates the next one
+            batch, global_tokens, real_tokens = pending.result()
+            if run.step + 1 < config.max_steps:
+                pending = prefetch.submit(next_batch, run, run.step + 1)
+            train_step(run, window, batch, global_tokens, real_tokens)
+            bar.update(1)
+            step = run.step
+            if step % config.log_every == 0 or step == config.max_steps:
+                log_training(run, window)
+            # ---- evaluation and checkpoint selection, then a checkpoint (+ best.json)
+            is_eval = step % config.eval_every == 0 or step == config.max_steps or run.rule.evaluates_at(step)
+            is_save = step % config.save_every == 0 or step == config.max_steps
+            if is_eval:
+                is_save = evaluate_and_select(run, is_save)
+            if is_save:
+                save_and_prune(run)
+            if is_eval and config.stop_at_threshold and run.best is not None and run.best["threshold_met"]:
+                break
+        # ---- the end
+        prefetch.shutdown()
+        bar.close()
+        run.log.close()
+        seconds = time.perf_counter() - run.started
+        run.accelerator.end_training()
+        tokens = run.tokens_total - run.trainer_state["tokens"]
+        return TrainResult(run.run_dir, run.step, run.best, run.last_eval, seconds, tokens / seconds)
