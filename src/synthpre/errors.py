@@ -1,7 +1,10 @@
 """User-facing errors: the command line prints them and exits with code 2."""
 
 import difflib
+import errno
+import shutil
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -33,3 +36,31 @@ def lookup(table: Mapping[str, T], name: str, kind: str, listing: str | None = N
     hint = f" Did you mean {near!r}?" if near else ""
     listing = listing or f"Valid {kind}s: {', '.join(table)}."
     raise UserError(f"unknown {kind} {name!r}.{hint} {listing}")
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """A write that failed for want of space: ENOSPC or EDQUOT (also as safetensors reports it, in
+    its message only)."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return True
+    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+
+
+def free_megabytes(path: Path) -> float:
+    """Free space of the filesystem that holds ``path`` (its nearest existing folder), in MB."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free / 1e6
+
+
+def disk_full(what: str, where: Path, needed_bytes: int | None = None, then: str = "") -> UserError:
+    """The error for a full disk: what was being written, how much it needs and how much is free."""
+    needs = f"needs ~{needed_bytes / 1e6:,.0f} MB, " if needed_bytes else ""
+    return UserError(
+        f"disk full while writing {what} ({needs}{free_megabytes(where):,.0f} MB free on {where}): "
+        f"free some space{then}, or write elsewhere"
+    )

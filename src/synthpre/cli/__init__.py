@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import typer
 
-from synthpre.errors import UserError
+from synthpre.errors import UserError, disk_full, is_disk_full
 
 # Never touch a model or dataset hub: everything is built from configs or read from local files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,4 +59,10 @@ def main() -> None:
         app()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:  # a full disk anywhere: a message, not a traceback
+        if not is_disk_full(error):
+            raise
+        written = Path(getattr(error, "filename", None) or Path.cwd())
+        print(f"error: {disk_full(str(written), written.parent)}", file=sys.stderr)
         sys.exit(2)

@@ -38,7 +38,7 @@ from synthpre.data.stream import (
     collate,
     collated_lengths,
 )
-from synthpre.errors import UserError
+from synthpre.errors import UserError, disk_full, is_disk_full
 from synthpre.train import checkpoints as ckpt
 from synthpre.train.config import TrainConfig
 from synthpre.train.metrics import MetricsLog
@@ -637,10 +637,37 @@ def evaluate_and_select(run: Run, scheduled_save: bool) -> bool:
     return is_save
 
 
+def check_free_space(run: Run) -> None:
+    """Before a checkpoint, the main process compares the free space with the newest checkpoint's
+    size: too little, and every process stops with a ``UserError`` before anything is written, so
+    the run stays resumable from that checkpoint instead of dying mid-write."""
+    problem = None
+    if run.is_main:
+        steps = ckpt.checkpoint_steps(run.ckpt_root)
+        newest = run.ckpt_root / ckpt.step_dir_name(steps[0]) if steps else None
+        needed = sum(p.stat().st_size for p in newest.rglob("*") if p.is_file()) if newest else 0
+        if needed and needed > shutil.disk_usage(run.ckpt_root).free:
+            problem = str(disk_full_at(run, needed))
+    if run.world > 1:
+        from accelerate.utils import broadcast_object_list
+
+        problem = broadcast_object_list([problem])[0]
+    if problem is not None:
+        raise UserError(problem)
+
+
+def disk_full_at(run: Run, needed: int | None) -> UserError:
+    newest = ckpt.checkpoint_steps(run.ckpt_root)
+    resumable = f", then resume (--resume) from step {newest[0]}" if newest else ""
+    return disk_full(f"checkpoint step {run.step}", run.ckpt_root, needed, then=resumable)
+
+
 def save_checkpoint(run: Run) -> None:
-    """All processes write their RNG state (and gather FSDP shards); the main process writes the rest."""
+    """All processes write their RNG state (and gather FSDP shards); the main process writes the rest.
+    A write that fails (a full disk) leaves no temporary folder behind."""
     accelerator, root, step = run.accelerator, run.ckpt_root, run.step
     tmp = root / (ckpt.TMP_PREFIX + ckpt.step_dir_name(step))
+    check_free_space(run)
     if run.is_main:
         ckpt.begin_checkpoint(root, step)
     accelerator.wait_for_everyone()
@@ -652,8 +679,14 @@ def save_checkpoint(run: Run) -> None:
     accelerator.wait_for_everyone()
     if run.is_main:
         state = {"step": step, "evals": run.evals, "tokens": run.tokens_total, **run.clocks()}
-        ckpt.write_main_files(tmp, unwrapped, model_state, optimizer_state, state)
-        ckpt.finish_checkpoint(tmp, step)
+        try:
+            ckpt.write_main_files(tmp, unwrapped, model_state, optimizer_state, state)
+            ckpt.finish_checkpoint(tmp, step)
+        except Exception as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_disk_full(error):
+                raise disk_full_at(run, None) from None
+            raise
     accelerator.wait_for_everyone()
 
 
