@@ -7,33 +7,19 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 from collections import namedtuple
 from pathlib import Path
 
 from safetensors.torch import load_file
 
-from synthpre.cli import main
 from synthpre.train import checkpoints as ckpt
 from synthpre.train import engine
+from tiny_runs import run_cli
 
 PRETRAIN = ["pretrain", "--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1",
             "--max-len", "6", "--batch-size", "4", "--max-input-len", "16", "--max-target-len", "16",
             "--eval-every", "2", "--save-every", "2", "--num-val-examples", "8", "--no-progress",
             "--threads", "1"]  # fmt: skip
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    """``synthpre ARGS`` in this process: (exit code, stderr)."""
-    argv, sys.argv = sys.argv, ["synthpre", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    finally:
-        sys.argv = argv
-    return code, capsys.readouterr().err
 
 
 def _weights(run: Path, step: int) -> dict:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from synthpre.cli import main
 from synthpre.errors import UserError
 from synthpre.train import checkpoints as ckpt
 from synthpre.train import train
 from synthpre.train.engine import clear_run_dir
 from synthpre.train.runlock import LOCK_FILE, run_lock
-from tiny_runs import tiny_run
+from tiny_runs import run_cli, tiny_run
 
 TINY = ["--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1", "--max-len", "6"]
 TINY += ["--max-input-len", "16", "--max-target-len", "16", "--threads", "1", "--no-progress"]
@@ -37,20 +36,6 @@ while not go.exists():
 sys.argv[0] = "synthpre"
 synthpre.cli.main()
 """
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    """``synthpre ARGS`` in this process: (exit code, stderr)."""
-    argv = sys.argv
-    sys.argv = ["synthpre", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    finally:
-        sys.argv = argv
-    return code, capsys.readouterr().err
 
 
 def start(args: list[str], go: Path) -> subprocess.Popen:

@@ -15,33 +15,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from synthpre.cli import main
 from synthpre.data.stream import MixtureSource
 from synthpre.errors import UserError
 from synthpre.model import build_model, vocab_size_for
 from synthpre.tasks import get_task
 from synthpre.tokens import TokenSpace
 from synthpre.train import SelectionRule, TrainConfig, train
-from tiny_runs import tiny_run
+from tiny_runs import run_cli, tiny_run
 
 # A CI-sized identity task: payloads of 1..6 tokens from 10 content ids (plus the 2-token task prefix).
 TINY = ["--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1", "--max-len", "6"]
 TINY += ["--max-input-len", "16", "--max-target-len", "16", "--threads", "1", "--no-progress"]
 RUN_SCRIPT = "import sys; from synthpre.cli import main; sys.argv[0] = 'synthpre'; main()"
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    """``synthpre ARGS`` in this process: (exit code, stderr)."""
-    argv = sys.argv
-    sys.argv = ["synthpre", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    finally:
-        sys.argv = argv
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.slow  # about 700 steps: ~60-90 s of CPU time

@@ -1,7 +1,9 @@
-"""A tiny real run for the engine's tests: t5-tiny on the identity task (lengths 1..6, ids 3..12)."""
+"""Helpers of the engine's tests: a tiny real run (t5-tiny on the identity task, lengths 1..6, ids
+3..12) and the command line run in this process."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -27,3 +29,19 @@ def tiny_run(
     model = build_model("t5-tiny", vocab_size=vocab_size_for(SPACE), seed=0)
     config = TrainConfig(out_dir=str(tmp_path / name), **{**DEFAULTS, **settings})
     return config, model, source
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    """``synthpre ARGS`` in this process, through the real entry point: (exit code, stderr)."""
+    from synthpre.cli import main
+
+    argv = sys.argv
+    sys.argv = ["synthpre", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    finally:
+        sys.argv = argv
+    return code, capsys.readouterr().err
