@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from synthpre.train import checkpoints as ckpt
 from synthpre.train import engine
-from tiny_runs import run_cli
+from tiny_runs import launch, run_cli
 
 PRETRAIN = ["pretrain", "--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1",
             "--max-len", "6", "--batch-size", "4", "--max-input-len", "16", "--max-target-len", "16",
@@ -85,3 +85,33 @@ def test_generate_on_a_full_disk_exits_2_and_keeps_the_existing_dataset(tmp_path
     assert code == 2 and "disk full" in err and "MB free" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # the temporary folder is gone
+
+
+FULL_AT_STEP_4 = """
+import errno, os, sys
+from synthpre.train import checkpoints as ckpt
+real_write = ckpt.write_main_files
+def full_at_step_4(tmp, *args):
+    if tmp.name.endswith("step_4"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "optimizer.pt"))
+    real_write(tmp, *args)
+ckpt.write_main_files = full_at_step_4
+from synthpre.cli import main
+sys.argv[0] = "synthpre"
+main()
+"""
+
+
+def test_with_two_processes_a_failed_checkpoint_write_stops_both(tmp_path):
+    """The main process's failure reaches the other process, which would otherwise wait for it at the
+    next collective forever; the run then resumes on two processes."""
+    run = tmp_path / "run"
+    args = [*PRETRAIN, "--batch-size", "8", "--max-steps", "6", "--out", str(run)]
+    done = launch(2, args, tmp_path, script=FULL_AT_STEP_4, timeout=240)
+    assert done.returncode != 0 and "disk full while writing checkpoint step 4" in done.stderr, done.stderr[
+        -3000:
+    ]
+    assert _leftovers(run) == [] and sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_2"]
+    resumed = launch(2, [*args, "--resume"], tmp_path, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run / "checkpoints" / "step_6").is_dir()

@@ -151,3 +151,37 @@ def test_read_only_store_reads_a_study_without_writing(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"not a results database \(its tables: none\)"):
         study_status(folder)
     assert (folder / DB_NAME).read_bytes() == b""
+
+
+def test_a_run_claimed_by_another_process_is_skipped_until_its_lock_is_released(tmp_path: Path) -> None:
+    """The claim of a run is also an flock on DIR/claims/<hash> (held while it runs), so a second
+    process keeps out of it even where SQLite's locking fails; a released claim is taken normally."""
+    from rich.console import Console
+
+    from synthpre.experiments.execute import execute_run
+    from synthpre.experiments.runner import CLAIMS_DIR, prepare_study, run_study, study_status
+    from synthpre.train.runlock import RunLock
+
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        "name: claims\nmodel: t5-tiny\nvocab: '3:127'\nbaselines: {random_init: true}\n"
+        "downstream:\n  tasks: [smiles_canonicalize]\n  tokenizer: chars\n  lrs: [0.01]\n"
+        "  train: {max_steps: 2, eval_every: 2, batch_size: 8, val_size: 8, eval_decode: 0,"
+        " max_decode_len: 4, progress: false}\n  test_examples: 2\n"
+    )
+    out = tmp_path / "study"
+    _, runs = prepare_study(spec, out)
+    (run,) = runs
+    other = RunLock(out / CLAIMS_DIR / run.hash)  # another process's claim (flock: per open file)
+    other.acquire()
+
+    def must_not_run(*args):
+        raise AssertionError("a claimed run was executed twice")
+
+    report = run_study(out, runs, must_not_run, console=Console(quiet=True))
+    assert report.skipped == [run.hash] and report.executed == []
+    assert study_status(out)[0]["pending"] == 1
+    other.release()
+    report = run_study(out, runs, execute_run, console=Console(quiet=True))
+    assert report.executed == [run.hash] and study_status(out)[0]["done"] == 1
+    assert not (out / CLAIMS_DIR).exists()  # released claims leave nothing behind

@@ -21,12 +21,11 @@ from synthpre.model import build_model, vocab_size_for
 from synthpre.tasks import get_task
 from synthpre.tokens import TokenSpace
 from synthpre.train import SelectionRule, TrainConfig, train
-from tiny_runs import run_cli, tiny_run
+from tiny_runs import RUN_SCRIPT, launch, run_cli, tiny_run
 
 # A CI-sized identity task: payloads of 1..6 tokens from 10 content ids (plus the 2-token task prefix).
 TINY = ["--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1", "--max-len", "6"]
 TINY += ["--max-input-len", "16", "--max-target-len", "16", "--threads", "1", "--no-progress"]
-RUN_SCRIPT = "import sys; from synthpre.cli import main; sys.argv[0] = 'synthpre'; main()"
 
 
 @pytest.mark.slow  # about 700 steps: ~60-90 s of CPU time
@@ -114,21 +113,6 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
         f"step_{steps}",
         Path(best["checkpoint"]).name,
     }  # keep-last-k + best
-
-
-def launch(processes: int, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    """``accelerate launch`` of ``synthpre ARGS`` on ``processes`` CPU processes (DDP over gloo).
-
-    ``--cpu`` would start a single process (accelerate needs MPI for several CPU processes);
-    ``--multi_gpu`` starts them with torchrun, and the engine picks gloo when CUDA is absent.
-    """
-    script = tmp_path / "synthpre_main.py"
-    script.write_text(RUN_SCRIPT)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
-    command += ["--multi_gpu"] if processes > 1 else []
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env)
 
 
 def test_two_processes_see_the_same_data_and_match_one_process(tmp_path):

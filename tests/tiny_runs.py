@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,3 +47,24 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
     finally:
         sys.argv = argv
     return code, capsys.readouterr().err
+
+
+RUN_SCRIPT = "import sys; from synthpre.cli import main; sys.argv[0] = 'synthpre'; main()"
+
+
+def launch(
+    processes: int, args: list[str], tmp_path: Path, script: str = RUN_SCRIPT, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``synthpre ARGS`` (run by ``script``) on ``processes`` CPU processes
+    (DDP over gloo).
+
+    ``--cpu`` would start a single process (accelerate needs MPI for several CPU processes);
+    ``--multi_gpu`` starts them with torchrun, and the engine picks gloo when CUDA is absent.
+    """
+    path = tmp_path / "synthpre_main.py"
+    path.write_text(script)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+    command += ["--multi_gpu"] if processes > 1 else []
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(path)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=timeout)

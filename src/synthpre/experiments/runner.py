@@ -29,6 +29,7 @@ from synthpre.experiments.spec import StudySpec, load_spec
 from synthpre.experiments.store import DB_NAME, Outcome, Store, check_database
 
 SPEC_NAME = "spec.yaml"
+CLAIMS_DIR = "claims"  # DIR/claims/<hash>/.lock: the flock of the process that runs <hash>
 HEARTBEAT_S = 30.0
 WAIT_POLL_S = 5.0
 
@@ -126,6 +127,24 @@ class _ShardRunner:
                 self._execute(self.by_hash[dep_hash], "(needed first)")
 
     def _execute(self, run: PlannedRun, position: str) -> None:
+        """Claim the run (an flock on ``DIR/claims/<hash>`` for as long as it runs, then the store's
+        row), execute it and record the outcome.  The flock keeps a second process out of the run
+        even where SQLite's locking fails (network filesystems); its ``rmtree`` of a stale folder
+        included."""
+        from synthpre.train.runlock import RunLock
+
+        claim = RunLock(self.folder / CLAIMS_DIR / run.hash)
+        try:
+            claim.acquire()
+        except UserError:  # another process runs it
+            self.report.skipped.append(run.hash)
+            return
+        try:
+            self._execute_claimed(run, position)
+        finally:
+            claim.release()
+
+    def _execute_claimed(self, run: PlannedRun, position: str) -> None:
         store = self.store
         if store.claim(run.hash, self.shard) != "claimed":
             self.report.skipped.append(run.hash)

@@ -486,23 +486,33 @@ def prepare_model(
     return model, optimizer
 
 
-def lock_run_dir(accelerator, run_dir: Path, held: contextlib.ExitStack) -> None:
-    """The main process locks ``run_dir`` (released by ``held``); all processes raise the same
-    ``UserError`` when it is in use, so that none waits for the others forever."""
-    error = None
-    if accelerator.is_main_process:
-        try:
-            held.enter_context(run_lock(run_dir))
-        except UserError as refused:
-            error = refused
+def raise_on_every_process(accelerator, failure: BaseException | None) -> None:
+    """Raise on every process what failed on the main one (the others get a ``UserError``, or a
+    ``RuntimeError``, with its message), so that no process waits forever at the next collective."""
     if accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
-        message = broadcast_object_list([None if error is None else str(error)])[0]
-        if message is not None and error is None:
-            error = UserError(message)
-    if error is not None:
-        raise error
+        shared = None if failure is None else (isinstance(failure, UserError), str(failure))
+        shared = broadcast_object_list([shared])[0]
+        if failure is None and shared is not None:
+            is_user_error, message = shared
+            failure = (
+                UserError(message) if is_user_error else RuntimeError(f"the main process failed: {message}")
+            )
+    if failure is not None:
+        raise failure
+
+
+def lock_run_dir(accelerator, run_dir: Path, held: contextlib.ExitStack) -> None:
+    """The main process locks ``run_dir`` (released by ``held``); all processes raise the same
+    ``UserError`` when it is in use."""
+    refused = None
+    if accelerator.is_main_process:
+        try:
+            held.enter_context(run_lock(run_dir))
+        except UserError as error:
+            refused = error
+    raise_on_every_process(accelerator, refused)
 
 
 def setup(
@@ -647,13 +657,8 @@ def check_free_space(run: Run) -> None:
         newest = run.ckpt_root / ckpt.step_dir_name(steps[0]) if steps else None
         needed = sum(p.stat().st_size for p in newest.rglob("*") if p.is_file()) if newest else 0
         if needed and needed > shutil.disk_usage(run.ckpt_root).free:
-            problem = str(disk_full_at(run, needed))
-    if run.world > 1:
-        from accelerate.utils import broadcast_object_list
-
-        problem = broadcast_object_list([problem])[0]
-    if problem is not None:
-        raise UserError(problem)
+            problem = disk_full_at(run, needed)
+    raise_on_every_process(run.accelerator, problem)
 
 
 def disk_full_at(run: Run, needed: int | None) -> UserError:
@@ -664,7 +669,7 @@ def disk_full_at(run: Run, needed: int | None) -> UserError:
 
 def save_checkpoint(run: Run) -> None:
     """All processes write their RNG state (and gather FSDP shards); the main process writes the rest.
-    A write that fails (a full disk) leaves no temporary folder behind."""
+    A write that fails (a full disk) leaves no temporary folder behind and stops every process."""
     accelerator, root, step = run.accelerator, run.ckpt_root, run.step
     tmp = root / (ckpt.TMP_PREFIX + ckpt.step_dir_name(step))
     check_free_space(run)
@@ -677,6 +682,7 @@ def save_checkpoint(run: Run) -> None:
         unwrapped, run.optimizer.optimizer, run.sharded, run.world > 1
     )
     accelerator.wait_for_everyone()
+    failure = None
     if run.is_main:
         state = {"step": step, "evals": run.evals, "tokens": run.tokens_total, **run.clocks()}
         try:
@@ -684,9 +690,8 @@ def save_checkpoint(run: Run) -> None:
             ckpt.finish_checkpoint(tmp, step)
         except Exception as error:
             shutil.rmtree(tmp, ignore_errors=True)
-            if is_disk_full(error):
-                raise disk_full_at(run, None) from None
-            raise
+            failure = disk_full_at(run, None) if is_disk_full(error) else error
+    raise_on_every_process(accelerator, failure)  # every process stops when the main one could not write
     accelerator.wait_for_everyone()
 
 
