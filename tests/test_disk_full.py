@@ -115,3 +115,17 @@ def test_with_two_processes_a_failed_checkpoint_write_stops_both(tmp_path):
     resumed = launch(2, [*args, "--resume"], tmp_path, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (run / "checkpoints" / "step_6").is_dir()
+
+
+def test_a_run_folder_that_cannot_take_its_config_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """With no space left at all, writing config.json fails: exit 2, and no empty temporary file."""
+    import json
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(json, "dump", no_space)
+    out = tmp_path / "run"
+    code, err = run_cli([*PRETRAIN, "--max-steps", "2", "--out", str(out)], capsys)
+    assert code == 2 and "disk full while writing" in err, err
+    assert not out.exists()  # the lock's folder is removed with the temporary file
