@@ -190,7 +190,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     smiles = ["finetune", "--task", "smiles_canonicalize", "--out", str(out)]
     cases = [
         (["finetune", "--task", "squad", "--out", str(out)], "(--data DIR)"),
-        (["finetune", "--task", "mtop", "--out", str(out), "--data", str(tmp_path)], "none of train.json"),
+        (["finetune", "--task", "mtop", "--out", str(out), "--data", str(tmp_path)], "holds none of its layouts"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--tokenizer", str(tmp_path)],
          "no tokenizer.json"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--lr-sweep", "1e-2,x"],
@@ -229,7 +229,7 @@ def test_cli_tokenizer_train_and_finetune(tmp_path: Path) -> None:
     evaluated = runner.invoke(app, ["evaluate", str(run), "--split", "test", "--beams", "2", "--no-progress"])
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((run / "eval" / "test-beam2" / "metrics.json").read_text())
-    assert metrics["num_examples"] == 1 and metrics["beams"] == 2 and '"bleu"' in evaluated.output
+    assert metrics["num_examples"] == 1 and metrics["beams"] == 2 and '"codexglue_bleu"' in evaluated.output
     assert len(_read_jsonl(run / "eval" / "test-beam2" / "predictions.jsonl")) == 1
     rerun = runner.invoke(app, args)  # the folder holds a run: refuse, change nothing
     assert isinstance(rerun.exception, UserError) and "--resume" in str(rerun.exception)

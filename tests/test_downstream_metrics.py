@@ -1,6 +1,9 @@
-"""Every downstream metric against hand-computed values (and ROUGE / BLEU against their libraries)."""
+"""Every downstream metric against hand-computed values, ROUGE against rouge-score, and CodeXGLUE BLEU
+against the example of CodeXGLUE's README."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import sacrebleu
@@ -62,12 +65,131 @@ def test_rouge_equals_rouge_score_directly() -> None:
     assert m.rouge(["a dog barked"], [("the dog barked loudly",)])["rouge1"] == pytest.approx(100 * 4 / 7)
 
 
-def test_bleu_is_sacrebleu_corpus_bleu() -> None:
-    predictions = ["public virtual int size(){return mSize;}", "public int x ( ) { }"]
-    references = [("public virtual int size(){return mSize;}",), ("public virtual int x(){return 0;}",)]
-    expected = sacrebleu.corpus_bleu(predictions, [[r[0] for r in references]]).score
-    assert m.bleu(predictions, references) == pytest.approx(expected)
-    assert m.bleu(["a b c d e"], [("a b c d e",)]) == pytest.approx(100.0)
+# CodeXGLUE code-to-code-trans evaluator/predictions.txt and references.txt (commit 90f11dc), line by line:
+# its README prints "BLEU: 61.08, Acc: 50.0" for `evaluator.py -ref references.txt -pre predictions.txt`.
+_CODEXGLUE_PREDICTIONS = (
+    "public override void Serialize(ILittleEndianOutput out1){out1.WriteShort(field_1_vcenter);}",
+    (
+        "public virtual void AddAll(BlockList<T> src){if (src.size == 0){return;}int srcDirIdx = 0;for (;"
+        " srcDirIdx < src.tailDirIdx; srcDirIdx++){AddAll(src.Directory[srcDirIdx], 0, BLOCK_SIZE);}"
+        "if (src.tailBlkIdx != 0){AddAll(src.tailBlock, 0, src.tailBlkIdx);}}"
+    ),
+    (
+        "public override void WriteByte(byte b){if (upto == outerInstance.blockSize){"
+        "if (currentBlock != null){blocks.Add(currentBlock);}currentBlock = new byte[blockSize];upto = 0;"
+        "}currentBlock[upto++] = b;}"
+    ),
+    "public virtual ObjectId GetObjectId(){return objectId;}",
+    (
+        "public virtual DeleteDomainEntryResponse DeleteDomainEntry(DeleteDomainEntryRequest request){"
+        "var options = new InvokeOptions();"
+        "options.RequestMarshaller = DeleteDomainEntryRequestMarshaller.Instance;"
+        "options.ResponseUnmarshaller = DeleteDomainEntryResponseUnmarshaller.Instance;"
+        "return Invoke<DeleteDomainEntryResponse>(request, options);}"
+    ),
+    (
+        "public override long RamBytesUsed(){long sizeInBytes = 0;"
+        "foreach (FieldIndexData entry in fields.Values){sizeInBytes += entry.RamBytesUsed();}"
+        "return sizeInBytes;}"
+    ),
+    (
+        "public string GetFullMessage(){byte[] raw = buffer;int msgB = RawParseUtils.TagMessage(raw, 0);"
+        "if (msgB < 0){return string.Empty;}Encoding enc = RawParseUtils.ParseEncoding(raw);"
+        "return RawParseUtils.Decode(enc, raw, msgB, raw.Length);}"
+    ),
+    (
+        "public POIFSFileSystem(){this.phase = true;_header.BATCount = 1;_header.BATArray = (new int[]){"
+        "1 };BATBlock bb = BATBlock.CreateEmptyBATBlock(bigBlockSize, false);bb.WorldBlockIndex=1;"
+        "_bold_blocks.Add(bb);SetNextBlock(0, POIFSConstants.END_OF_CHAIN);"
+        "SetNextBlock(1, POIFSConstants.FAT_SECTOR_BLOCK);_property_table.SetStartBlock(0);}"
+    ),
+    (
+        "public void Init(int offset){slice = pool.Buffers[address >> ByteBlockPool.BYTE_BLOCK_SHIFT];"
+        "Debug.Assert(slice != null);upto = anchor & ByteBlockPool.BYTE_BLOCK_MASK;offset0 = delegate;"
+        "Debug.Assert(upto < slice.Length);}"
+    ),
+    "public virtual NGit.Api.SubmoduleAddCommand SetPath(string path){this.path = path;return this;}",
+)
+_CODEXGLUE_REFERENCES = (
+    "public override void Serialize(ILittleEndianOutput out1){out1.WriteShort(field_1_vcenter);}",
+    (
+        "public virtual void AddAll(NGit.Util.BlockList<T> src){if (src.size == 0){return;}"
+        "int srcDirIdx = 0;for (; srcDirIdx < src.tailDirIdx; srcDirIdx++){"
+        "AddAll(src.directory[srcDirIdx], 0, BLOCK_SIZE);}if (src.tailBlkIdx != 0){"
+        "AddAll(src.tailBlock, 0, src.tailBlkIdx);}}"
+    ),
+    (
+        "public override void WriteByte(byte b){if (outerInstance.upto == outerInstance.blockSize){"
+        "if (outerInstance.currentBlock != null){outerInstance.blocks.Add(outerInstance.currentBlock);"
+        "outerInstance.blockEnd.Add(outerInstance.upto);}"
+        "outerInstance.currentBlock = new byte[outerInstance.blockSize];outerInstance.upto = 0;}"
+        "outerInstance.currentBlock[outerInstance.upto++] = (byte)b;}"
+    ),
+    "public virtual ObjectId GetObjectId(){return objectId;}",
+    (
+        "public virtual DeleteDomainEntryResponse DeleteDomainEntry(DeleteDomainEntryRequest request){"
+        "var options = new InvokeOptions();"
+        "options.RequestMarshaller = DeleteDomainEntryRequestMarshaller.Instance;"
+        "options.ResponseUnmarshaller = DeleteDomainEntryResponseUnmarshaller.Instance;"
+        "return Invoke<DeleteDomainEntryResponse>(request, options);}"
+    ),
+    "public virtual long RamBytesUsed(){return fst == null ? 0 : fst.GetSizeInBytes();}",
+    (
+        "public string GetFullMessage(){byte[] raw = buffer;int msgB = RawParseUtils.TagMessage(raw, 0);"
+        "if (msgB < 0){return string.Empty;}Encoding enc = RawParseUtils.ParseEncoding(raw);"
+        "return RawParseUtils.Decode(enc, raw, msgB, raw.Length);}"
+    ),
+    (
+        "public POIFSFileSystem(){HeaderBlock headerBlock = new HeaderBlock(bigBlockSize);"
+        "_property_table = new PropertyTable(headerBlock);_documents      = new ArrayList();"
+        "_root           = null;}"
+    ),
+    (
+        "public void Init(int address){slice = pool.Buffers[address >> ByteBlockPool.BYTE_BLOCK_SHIFT];"
+        "Debug.Assert(slice != null);upto = address & ByteBlockPool.BYTE_BLOCK_MASK;offset0 = address;"
+        "Debug.Assert(upto < slice.Length);}"
+    ),
+    "public virtual NGit.Api.SubmoduleAddCommand SetPath(string path){this.path = path;return this;}",
+)
+
+
+def test_codexglue_bleu_reproduces_the_codexglue_readme_example() -> None:
+    references = [(r,) for r in _CODEXGLUE_REFERENCES]
+    assert round(m.codexglue_bleu(_CODEXGLUE_PREDICTIONS, references), 2) == 61.08
+    assert m.exact_match(_CODEXGLUE_PREDICTIONS, references) == 50.0
+    # sacrebleu's defaults (13a tokenization, 'exp' smoothing) give another number on the same files
+    sacre = sacrebleu.corpus_bleu(list(_CODEXGLUE_PREDICTIONS), [list(_CODEXGLUE_REFERENCES)]).score
+    assert round(sacre, 2) == 71.90
+    scores = DOWNSTREAM_TASKS["code_translation"].score(_CODEXGLUE_PREDICTIONS, references, None)
+    assert scores == {
+        "em": 50.0,
+        "f1": m.token_f1(_CODEXGLUE_PREDICTIONS, references),
+        "codexglue_bleu": m.codexglue_bleu(_CODEXGLUE_PREDICTIONS, references),
+    }
+
+
+@pytest.mark.parametrize(
+    ("predictions", "references", "expected"),
+    [
+        # 3 tokens have no 4-gram: add-one smoothing makes that order 1/1, not 0 (unsmoothed BLEU = 0)
+        (["a b c"], [("a b c",)], 100.0),
+        # every order smoothed, unigrams too: (3+1)/(4+1), (2+1)/(3+1), (1+1)/(2+1), (0+1)/(1+1)
+        (["a b c d"], [("a b c e",)], 100 * (4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** 0.25),
+        # brevity penalty exp(1 - 4/2); all four precisions are 1 after smoothing
+        (["a b"], [("a b c d",)], 100 * math.exp(-1)),
+        # counts pooled over the corpus, not a mean of sentence scores: unigrams (4+1)/(5+1)
+        (["a b c d", "x"], [("a b c d",), ("y",)], 100 * (5 / 6) ** 0.25),
+        # several references: clipped by the max count over them, length = the shortest (2 < 3: no penalty)
+        (["a a b"], [("a b", "a a c")], 100 * (1 / 2) ** 0.25),
+        # whitespace tokens only: "x=1;" is one token; repeated spaces are one separator
+        (["int  x=1;"], [("int x = 1;",)], 100 * (2 / 3 * 1 / 2) ** 0.25 * math.exp(1 - 4 / 2)),
+        (["", ""], [("a",), ("b",)], 0.0),  # no output at all (CodeXGLUE's script divides by zero)
+    ],
+)
+def test_codexglue_bleu_by_hand(
+    predictions: list[str], references: list[tuple[str, ...]], expected: float
+) -> None:
+    assert m.codexglue_bleu(predictions, references) == pytest.approx(expected)
 
 
 def test_canonical_smiles_accuracy_and_top_k() -> None:
@@ -82,6 +204,47 @@ def test_canonical_smiles_accuracy_and_top_k() -> None:
     top = m.smiles_scores([c[0] for c in candidates], references, candidates)
     assert top["canonical_top1"] == 0.0
     assert top["canonical_top2"] == pytest.approx(100 * 2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("smiles", "same_as"),
+    [
+        ("C C O", "CCO"),  # RDKit alone reads "C C O" as "C" (a SMILES, then a name)
+        (
+            "C C ( = O ) O c 1 c c c c c 1 C ( = O ) O",
+            "CC(=O)Oc1ccccc1C(=O)O",
+        ),  # Molecular Transformer tokens
+        ("Br c 1 c c c c c 1 . O C C", "CCO.Brc1ccccc1"),  # two reactants, in the other order
+        ("C [C@@H] ( O ) N", "C[C@H](N)O"),  # the same stereocentre written from another neighbour
+        ("\tCCO\n", "OCC"),
+    ],
+)
+def test_canonical_smiles_ignores_whitespace_and_atom_order(smiles: str, same_as: str) -> None:
+    assert m.canonical_smiles(smiles) is not None
+    assert m.canonical_smiles(smiles) == m.canonical_smiles(same_as)
+
+
+@pytest.mark.parametrize("smiles", ["C1CC", "c 1 c c c c c", "C C ( = O", "Xx", "", "  "])
+def test_invalid_smiles_have_no_canonical_form(smiles: str) -> None:
+    assert m.canonical_smiles(smiles) is None
+
+
+def test_space_separated_predictions_score_as_molecules() -> None:
+    predictions = ["C C O", "O C C . B r c 1 c c c c c 1", "C [C@@H] ( N ) O", "c 1 c c c c c"]
+    references = [("C",), ("Brc1ccccc1.CCO",), ("C[C@H](N)O",), ("c1ccccc1",)]
+    scores = m.smiles_scores(predictions, references)
+    # ethanol is not methane (the old reading of "C C O"); the reactant set matches in any order; the
+    # other enantiomer does not match; the unclosed ring is invalid
+    assert scores["canonical_top1"] == 25.0
+    assert scores["valid_smiles"] == 75.0
+    candidates = [
+        ["C C O", "C"],
+        ["C C", "O C C . B r c 1 c c c c c 1"],
+        ["C", "N"],
+        ["c 1 c c c c c 1", "C"],
+    ]
+    top = m.smiles_scores([c[0] for c in candidates], references, candidates)
+    assert top["canonical_top1"] == 25.0 and top["canonical_top2"] == 75.0
 
 
 def test_task_scorers_report_their_headline_metric() -> None:

@@ -45,9 +45,11 @@ class _MessageFormatter(logging.Formatter):
 
 def show_library_messages() -> None:
     """Print what the library logs (``logging.getLogger("synthpre...")``) on stderr, INFO and up."""
+    logger = logging.getLogger("synthpre")
+    for old in [h for h in logger.handlers if isinstance(h.formatter, _MessageFormatter)]:
+        logger.removeHandler(old)  # main() called again in one process (tests): one handler, on the current stderr
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_MessageFormatter())
-    logger = logging.getLogger("synthpre")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 

@@ -1,4 +1,5 @@
-"""Downstream commands: ``finetune``, ``evaluate``, ``tokenizer train`` and ``downstream list``."""
+"""Downstream commands: ``finetune``, ``evaluate``, ``tokenizer train``, ``downstream list`` and
+``downstream check``."""
 
 from __future__ import annotations
 
@@ -130,6 +131,32 @@ def train_tokenizer(
     print(f"{out}: {tokenizer.vocab_size:,} ids ({tokenizer.vocab_size - 100:,} pieces + 100 sentinels)")
 
 
+CHECK_OPTIONS = model_options(
+    FinetuneConfig,
+    only=("data", "data_format", "tokenizer", "init_from", "max_input_len", "max_target_len", "lowercase"),
+    defaults_text={field: task_defaults_text(field) for field in ("max_input_len", "max_target_len")},
+)
+
+
+@with_options(CHECK_OPTIONS)
+def check_downstream(
+    task: str = typer.Option(..., help="downstream task (`synthpre downstream list`)"), **given: Any
+) -> None:
+    """Check a task's data before fine-tuning: the layout found in --data, examples per split, one
+    formatted example, input/target lengths in tokens of the tokenizer `synthpre finetune` would use
+    (the same options), and how many examples the max lengths truncate.  Writes nothing.
+
+    Example: `synthpre downstream check --task squad --data ~/data/squad`.
+    """
+    from synthpre.downstream.check import check_data, format_check
+
+    try:
+        config = FinetuneConfig(task=task, out_dir="", **given)
+    except ValidationError as error:
+        raise invalid_settings(error, "the data check") from None
+    print(format_check(check_data(config)))
+
+
 def list_downstream() -> None:
     """List the downstream tasks with their App. D.3 hyper-parameters and metrics."""
     from rich.console import Console
@@ -164,6 +191,8 @@ def list_downstream() -> None:
     console.print(table)
     for task in DOWNSTREAM_TASKS.values():
         console.print(f"[bold]{task.name}[/bold]: {task.description}")
+        for layout in task.layouts:
+            console.print(f"  --data-format {layout.name}: {layout.files}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -171,5 +200,6 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
     tokenizer_app.command("train")(train_tokenizer)
     downstream_app.command("list")(list_downstream)
+    downstream_app.command("check")(check_downstream)
     app.add_typer(tokenizer_app, name="tokenizer")
     app.add_typer(downstream_app, name="downstream")

@@ -21,6 +21,9 @@ class FinetuneConfig(BaseModel):
         "t5-small", description="named model config of a fresh model (random or statistics init)"
     )
     data: str | None = Field(None, description="folder with the task's downloaded files (the App. D tasks)")
+    data_format: str | None = Field(
+        None, description="layout of the files in data (default: detected; `synthpre downstream list`)"
+    )
     init_from: str | None = Field(
         None, description="checkpoint, pre-training run folder, or local HF T5 folder"
     )

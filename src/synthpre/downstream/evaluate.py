@@ -63,7 +63,7 @@ def evaluate_run(
     folder, results = run_folder(Path(run))
     config = run_config(folder)
     if data is not None:
-        config = config.model_copy(update={"data": str(data)})
+        config = config.model_copy(update={"data": str(data), "data_format": None})  # found anew
     task = get_downstream_task(config.task)
     examples = read_split(task, config.model_copy(update={"train_size": None, "val_size": None}), split)
     examples = examples[:limit]

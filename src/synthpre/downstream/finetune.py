@@ -10,6 +10,7 @@ rule of App. B picks the checkpoint; ``results.json`` records it, the rule and t
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -35,22 +36,29 @@ from synthpre.tokenizer import (
 from synthpre.tokens import token_space
 from synthpre.train import TrainConfig, newest_valid_checkpoint, train
 from synthpre.train.checkpoints import STATE, write_json_atomic
-from synthpre.train.selection import RULE_TEXT, best_of
+from synthpre.train.selection import BEST_VAL_METRIC, RULE_TEXT, best_of
 
 RESULTS_FILE = "results.json"
 TOKENIZER_DIR = "tokenizer"
 TRAIN_SUBSET_SEED = 0  # Table 4's dataset-size ablation: one fixed subset, whatever the run seed
 
+logger = logging.getLogger(__name__)
+
+
+def with_data_format(config: FinetuneConfig) -> FinetuneConfig:
+    """The settings with the layout of the files in ``data`` (said in the log; the run's config.json
+    records it, so ``synthpre evaluate`` reads the same files)."""
+    task = get_downstream_task(config.task)
+    layout = task.layout(config.data, config.data_format)
+    if layout is None:
+        return config
+    logger.info("%s data: %s layout (%s) in %s", task.name, layout.name, layout.files, config.data)
+    return config.model_copy(update={"data_format": layout.name})
+
 
 def read_split(task: DownstreamTask, config: FinetuneConfig, split: str) -> list[TextExample]:
     """A split of the task, lower-cased when asked; training subset of ``--train-size`` applied."""
-    data = Path(config.data) if config.data else None
-    if task.needs_data and data is None:
-        raise UserError(
-            f"task {task.name!r} reads local files: set data (--data DIR) to their folder "
-            "(docs/downstream.md)"
-        )
-    examples = task.examples(data, split)
+    examples = task.examples(Path(config.data) if config.data else None, split, config.data_format)
     if config.lowercase:
         examples = [
             TextExample(e.id, e.input.lower(), e.target.lower(), tuple(r.lower() for r in e.references))
@@ -144,6 +152,11 @@ def train_config(config: FinetuneConfig, num_val: int) -> TrainConfig:
     """The engine's settings: the fields shared with ``TrainConfig`` as they are (``out_dir`` too),
     App. B's constant learning rate, a checkpoint at every evaluation, and the task's App. B rule."""
     task = get_downstream_task(config.task)
+    if task.defaults.selection == BEST_VAL_METRIC and not config.eval_decode:
+        raise UserError(
+            f"eval_decode 0 (--eval-decode): {task.name} chooses its checkpoint on validation "
+            f"{task.headline_metric} (App. B), which needs decoded validation examples: leave it out or N > 0"
+        )
     shared = FinetuneConfig.model_fields.keys() & TrainConfig.model_fields.keys()
     return TrainConfig(
         **{name: getattr(config, name) for name in shared},
@@ -187,6 +200,9 @@ def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool =
     task = get_downstream_task(config.task)
     train_examples = read_split(task, config, "train")
     val_examples = read_split(task, config, "validation")
+    layout = task.layout(config.data, config.data_format)
+    if layout is not None and layout.find(Path(config.data), "test"):
+        read_split(task, config, "test")  # checked now, not after hours of training
     run_dir = Path(config.out_dir)
     saved = run_dir / TOKENIZER_DIR
     tokenizer = (
@@ -219,7 +235,7 @@ def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool =
 
 def finetune(config: FinetuneConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Fine-tune (``lr_sweep``: one run per learning rate under ``OUT/lr_<lr>``, the best one chosen)."""
-    config = config.resolved()
+    config = with_data_format(config.resolved())
     if not config.lr_sweep:
         return finetune_one(config, resume, overwrite)
     run_dir = Path(config.out_dir)

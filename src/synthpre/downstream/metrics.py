@@ -8,10 +8,12 @@ lists the beam's outputs best first, for top-k accuracy.
 from __future__ import annotations
 
 import collections
+import math
+import operator
 import re
 import string
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import lru_cache, reduce
 
 from synthpre.errors import UserError
 
@@ -76,7 +78,7 @@ def squad_scores(predictions: Sequence[str], references: References) -> dict[str
     return {"em": 100.0 * em / n, "f1": 100.0 * f1 / n}
 
 
-# --- ROUGE (Google's rouge-score) and BLEU (sacrebleu) ---------------------------------------------
+# --- ROUGE (Google's rouge-score) ----------------------------------------------------------------
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeLsum")
 
 
@@ -98,21 +100,57 @@ def rouge(predictions: Sequence[str], references: References) -> dict[str, float
     return {key: 100.0 * total / len(predictions) for key, total in totals.items()}
 
 
-def bleu(predictions: Sequence[str], references: References) -> float:
-    """Corpus BLEU with sacrebleu's defaults (13a tokenization), first reference of each example."""
-    import sacrebleu
+# --- BLEU of CodeXGLUE's code-to-code-trans evaluator -----------------------------------------------
+BLEU_MAX_ORDER = 4
 
-    return float(sacrebleu.corpus_bleu(list(predictions), [[refs[0] for refs in references]]).score)
+
+def _ngram_counts(tokens: Sequence[str]) -> collections.Counter[tuple[str, ...]]:
+    return collections.Counter(
+        tuple(tokens[i : i + n]) for n in range(1, BLEU_MAX_ORDER + 1) for i in range(len(tokens) - n + 1)
+    )
+
+
+def codexglue_bleu(predictions: Sequence[str], references: References) -> float:
+    """Corpus BLEU-4 of CodeXGLUE's ``Code-Code/code-to-code-trans/evaluator/bleu.py``, re-implemented.
+
+    That file is tensorflow/nmt's ``compute_bleu`` called with ``smooth=True``: whitespace tokens, n-gram
+    counts clipped by the max over the references and pooled over the corpus, every order's precision
+    add-one smoothed (``(matches + 1) / (possible + 1)``, Lin & Och 2004), the brevity penalty against
+    the shortest reference.  Not rounded (its evaluator prints 2 decimals); an empty output scores 0
+    where the original divides by zero.
+    """
+    matches, possible = [0] * BLEU_MAX_ORDER, [0] * BLEU_MAX_ORDER
+    output_len = reference_len = 0
+    for prediction, refs in zip(predictions, references, strict=True):
+        tokens, ref_tokens = prediction.split(), [r.split() for r in refs]
+        output_len += len(tokens)
+        reference_len += min(len(r) for r in ref_tokens)
+        ref_counts = reduce(operator.or_, (_ngram_counts(r) for r in ref_tokens))
+        for ngram, count in (_ngram_counts(tokens) & ref_counts).items():
+            matches[len(ngram) - 1] += count
+        for n in range(1, BLEU_MAX_ORDER + 1):
+            possible[n - 1] += max(len(tokens) - n + 1, 0)
+    if output_len == 0:
+        return 0.0
+    log_precision = sum(math.log((m + 1) / (p + 1)) for m, p in zip(matches, possible, strict=True))
+    brevity = 1.0 if output_len > reference_len else math.exp(1 - reference_len / output_len)
+    return 100.0 * math.exp(log_precision / BLEU_MAX_ORDER) * brevity
 
 
 # --- SMILES (RDKit) --------------------------------------------------------------------------------
 @lru_cache(maxsize=200_000)
 def canonical_smiles(smiles: str) -> str | None:
-    """RDKit's canonical SMILES, or ``None`` when the string is not a valid molecule."""
+    """RDKit's canonical (isomeric) SMILES, or ``None`` when the string is not a valid molecule.
+
+    Whitespace is removed first, as Molecular Transformer's ``score_predictions.py`` does
+    (``''.join(line.strip().split(' '))``), so tokenized output ``"C C O"`` reads as ``CCO``; RDKit
+    would read the text before the first space as the SMILES and the rest as a name.
+    """
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles.strip()) if smiles.strip() else None
+    joined = "".join(smiles.split())
+    mol = Chem.MolFromSmiles(joined) if joined else None
     return None if mol is None else Chem.MolToSmiles(mol)
 
 

@@ -1,8 +1,9 @@
 """The downstream-task registry: reader, input formatting, post-processing, metrics and App. D.3
 hyper-parameters of each real task (seqio style: one object bundles everything a run needs).
 
-Six tasks of App. D read the files a user downloaded (``--data DIR``); two tasks are built from data
-every installation has (``pycode_summarize``, ``smiles_canonicalize``) and need no ``--data``.
+Six tasks of App. D read the files a user downloaded (``--data DIR``, in any layout of
+``synthpre.downstream.layouts``); two tasks are built from data every installation has
+(``pycode_summarize``, ``smiles_canonicalize``) and need no ``--data``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from synthpre.downstream import metrics as m
 from synthpre.downstream import offline, readers
+from synthpre.downstream.layouts import TASK_LAYOUTS, Layout, find_layout
 from synthpre.downstream.readers import TextExample
 from synthpre.errors import UserError, lookup
 from synthpre.train.selection import BEST_VAL_METRIC, FIXED_STEP, MAX_VAL_TOKEN_ACCURACY, finetune_selection
@@ -41,12 +43,24 @@ Scorer = Callable[[Sequence[str], m.References, Sequence[Sequence[str]] | None],
 class DownstreamTask:
     name: str
     description: str
-    read: Callable[[Path | None, str], list[TextExample]]  # (data folder, split) -> examples
     score: Scorer  # (predictions, references, beam candidates) -> metrics in percent
     headline_metric: str  # the metric that BEST_VAL_METRIC selects on and reports first
     defaults: FinetuneDefaults
-    needs_data: bool = True
+    builtin: Callable[[Path | None, str], list[TextExample]] | None = None  # offline tasks: no --data
     postprocess: Callable[[str], str] = str.strip  # decoded text -> prediction
+
+    @property
+    def needs_data(self) -> bool:
+        return self.builtin is None
+
+    @property
+    def layouts(self) -> tuple[Layout, ...]:
+        """The published file layouts it reads from ``--data DIR`` (none for the offline tasks)."""
+        return TASK_LAYOUTS.get(self.name, ())
+
+    def layout(self, data: Path | None, data_format: str | None = None) -> Layout | None:
+        """The layout found in ``data`` (or named by ``data_format``); None for the offline tasks."""
+        return find_layout(self.name, Path(data) if data else None, data_format) if self.needs_data else None
 
     @property
     def selection(self) -> dict[str, Any]:
@@ -59,34 +73,14 @@ class DownstreamTask:
         """The metric its checkpoints, and the learning rate of a sweep, are chosen on (App. B)."""
         return self.selection["selection_metric"]
 
-    def examples(self, data: Path | None, split: str) -> list[TextExample]:
+    def examples(self, data: Path | None, split: str, data_format: str | None = None) -> list[TextExample]:
+        """The split's examples, read from ``data`` in its layout (``data_format`` forces one)."""
         if split not in readers.SPLITS:
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(readers.SPLITS)}")
-        return self.read(data, split)
-
-
-def _files(task: str, names: dict[str, tuple[str, ...]], read: Callable[[Path, str], list[TextExample]]):
-    """A ``read(data, split)`` that finds the split's file among ``names[split]`` in the data folder."""
-
-    def read_split(data: Path | None, split: str) -> list[TextExample]:
-        return read(readers.find_split_file(data, split, names[split], task), split)
-
-    return read_split
-
-
-def _read_code_translation(data: Path | None, split: str) -> list[TextExample]:
-    stem = {"train": "train", "validation": "valid", "test": "test"}[split]
-    java = readers.find_split_file(data, split, (f"{stem}.java-cs.txt.java",), "code_translation")
-    cs = readers.find_split_file(data, split, (f"{stem}.java-cs.txt.cs",), "code_translation")
-    return readers.read_line_aligned(java, cs, split)
-
-
-def _with_names(
-    split_names: dict[str, tuple[str, ...]], extensions: tuple[str, ...]
-) -> dict[str, tuple[str, ...]]:
-    return {
-        split: tuple(f"{n}.{e}" for n in names for e in extensions) for split, names in split_names.items()
-    }
+        if self.builtin is not None:
+            return self.builtin(data, split)
+        layout = self.layout(data, data_format)
+        return layout.read(layout.split_files(Path(data), split, self.name), split)
 
 
 def _exact_and_f1(predictions, references, candidates=None) -> dict[str, float]:
@@ -102,7 +96,10 @@ def _rouge(predictions, references, candidates=None) -> dict[str, float]:
 
 
 def _code(predictions, references, candidates=None) -> dict[str, float]:
-    return {"em": m.exact_match(predictions, references), "bleu": m.bleu(predictions, references)}
+    return {
+        **_exact_and_f1(predictions, references),
+        "codexglue_bleu": m.codexglue_bleu(predictions, references),
+    }
 
 
 def _smiles(predictions, references, candidates=None) -> dict[str, float]:
@@ -119,24 +116,12 @@ def _summary(predictions, references, candidates=None) -> dict[str, float]:
     }
 
 
-_SKG_SPLITS = {"train": ("train",), "validation": ("dev", "validation", "valid"), "test": ("test",)}
-
 DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
     task.name: task
     for task in (
         DownstreamTask(
             "cnndm_10k",
-            "CNN/DailyMail summarization, first 10K training articles (CSV or JSONL)",
-            _files(
-                "cnndm_10k",
-                _with_names(
-                    {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)},
-                    ("csv", "jsonl"),
-                ),
-                lambda path, split: readers.read_cnndm(
-                    path, split, readers.CNNDM_TRAIN_SIZE if split == "train" else None
-                ),
-            ),
+            "CNN/DailyMail summarization, first 10K training articles",
             _rouge,
             "rouge1",
             FinetuneDefaults(
@@ -153,8 +138,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
         ),
         DownstreamTask(
             "mtop",
-            "MTOP semantic parsing, UnifiedSKG seq2seq JSON",
-            _files("mtop", _with_names(_SKG_SPLITS, ("json", "jsonl")), readers.read_unified_skg),
+            "MTOP semantic parsing, inputs built as UnifiedSKG's",
             _exact_and_f1,
             "em",
             FinetuneDefaults(
@@ -169,8 +153,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
         ),
         DownstreamTask(
             "webqsp",
-            "WebQSP semantic parsing, UnifiedSKG seq2seq JSON",
-            _files("webqsp", _with_names(_SKG_SPLITS, ("json", "jsonl")), readers.read_unified_skg),
+            "WebQSP semantic parsing (s-expressions), inputs built as UnifiedSKG's",
             _exact_and_f1,
             "em",
             FinetuneDefaults(
@@ -185,12 +168,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
         ),
         DownstreamTask(
             "squad",
-            "SQuAD v1.1 reading comprehension (official JSON; its hidden test set -> dev file)",
-            _files(
-                "squad",
-                {"train": ("train-v1.1.json",), "validation": ("dev-v1.1.json",), "test": ("dev-v1.1.json",)},
-                readers.read_squad,
-            ),
+            "SQuAD v1.1 reading comprehension (its hidden test set -> the dev split)",
             _squad,
             "f1",
             FinetuneDefaults(
@@ -206,8 +184,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
         ),
         DownstreamTask(
             "code_translation",
-            "CodeXGLUE Java -> C# (line-aligned .java / .cs files)",
-            _read_code_translation,
+            "CodeXGLUE Java -> C#",
             _code,
             "em",
             FinetuneDefaults(
@@ -222,16 +199,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
         ),
         DownstreamTask(
             "retrosynthesis",
-            "USPTO-50K single-step retrosynthesis: product -> reactants (CSV)",
-            _files(
-                "retrosynthesis",
-                {
-                    "train": ("raw_train.csv", "train.csv"),
-                    "validation": ("raw_val.csv", "val.csv", "valid.csv", "validation.csv"),
-                    "test": ("raw_test.csv", "test.csv"),
-                },
-                readers.read_uspto,
-            ),
+            "USPTO-50K single-step retrosynthesis: product -> reactants",
             _smiles,
             "em",
             FinetuneDefaults(
@@ -247,7 +215,6 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
         DownstreamTask(
             "pycode_summarize",
             "offline: stdlib Python function -> first docstring line (this interpreter)",
-            offline.read_pycode,
             _summary,
             "rouge1",
             FinetuneDefaults(
@@ -259,12 +226,11 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
                 eval_every=200,
                 max_decode_len=72,
             ),
-            needs_data=False,
+            builtin=offline.read_pycode,
         ),
         DownstreamTask(
             "smiles_canonicalize",
             "offline: RDKit's 5K NCI molecules, randomized -> canonical SMILES",
-            offline.read_smiles,
             _smiles,
             "em",
             FinetuneDefaults(
@@ -276,7 +242,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
                 eval_every=250,
                 max_decode_len=64,
             ),
-            needs_data=False,
+            builtin=offline.read_smiles,
         ),
     )
 }
