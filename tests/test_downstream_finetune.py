@@ -190,7 +190,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     smiles = ["finetune", "--task", "smiles_canonicalize", "--out", str(out)]
     cases = [
         (["finetune", "--task", "squad", "--out", str(out)], "(--data DIR)"),
-        (["finetune", "--task", "mtop", "--out", str(out), "--data", str(tmp_path)], "holds none of its layouts"),
+        (["finetune", "--task", "mtop", "--out", str(out), "--data", str(tmp_path)], "none of its layouts"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--tokenizer", str(tmp_path)],
          "no tokenizer.json"),
         (["finetune", "--task", "smiles_canonicalize", "--out", str(out), "--lr-sweep", "1e-2,x"],

@@ -47,7 +47,7 @@ def show_library_messages() -> None:
     """Print what the library logs (``logging.getLogger("synthpre...")``) on stderr, INFO and up."""
     logger = logging.getLogger("synthpre")
     for old in [h for h in logger.handlers if isinstance(h.formatter, _MessageFormatter)]:
-        logger.removeHandler(old)  # main() called again in one process (tests): one handler, on the current stderr
+        logger.removeHandler(old)  # main() run again in one process (tests): one handler, the current stderr
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_MessageFormatter())
     logger.addHandler(handler)
