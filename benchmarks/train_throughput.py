@@ -13,9 +13,12 @@ Scenarios:
   engine pads each batch to its longest example (rounded to 8); the HF baseline pads to the maximum
   length as the reference recipe did (512/512, App. A), and ``hf-longest`` shows HF with dynamic padding.
 
-On a GPU it also prints model FLOPs utilization: FLOPs of the real tokens from the model config
-(6 x multiply-adds: dense layers, attention scores, cross-attention K/V, LM head) over the device's
-dense bf16 peak.
+Model FLOPs utilization: FLOPs of the real tokens from the model config (6 x multiply-adds: dense
+layers, attention scores, cross-attention K/V, LM head) per second, over the bf16 matrix-product rate
+measured in the same run (``--matmul-size``³ products: 8192 on a GPU) and, on a GPU of
+``PEAK_BF16_FLOPS``, over its datasheet's dense bf16 peak.  On a GPU also the peak memory of each run.
+Every run starts from a clean slate (torch.compile's caches and accelerate's process-wide state
+reset), and ``--json`` is rewritten after every run, so a run cut short keeps the figures so far.
 
     python benchmarks/train_throughput.py --model t5-small [--steps 10 --batch-size 8 --max-len 128]
     python benchmarks/train_throughput.py --quick     # tiny model, a few steps (run by the tests)
@@ -42,6 +45,7 @@ from synthpre.train.metrics import read_metrics
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 SEED = 0
+TRAINERS = ("engine", "hf", "hf-longest")  # hf-longest: the synthetic scenario only
 
 
 def training_flops(config, input_len: np.ndarray, target_len: np.ndarray) -> float:
@@ -70,6 +74,51 @@ def make_examples(scenario: str, n: int, max_len: int, space: TokenSpace) -> Exa
     task = get_task("set")
     params = task.params_cls(min_len=10, max_len=max_len - 3)  # task prefix (2) + payload + EOS
     return task.generate(params, space, SEED, np.arange(n))
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def fresh_state() -> None:
+    """What one run leaves in the process and the next must not inherit: torch.compile's graphs
+    (a later model would count against its recompile limit), accelerate's process-wide state (the
+    HF Trainer's mixed precision and compile settings), the GPU memory cache and its peak."""
+    from accelerate.state import AcceleratorState
+
+    torch._dynamo.reset()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gb() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+
+
+def matmul_flops_per_s(size: int) -> float:
+    """This device's bf16 matrix-product rate: ten timed ``size``³ products of random matrices after
+    three warm-ups (the rate that MFU is also measured against, besides the datasheet's)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a, b = (torch.randn(size, size, dtype=torch.bfloat16, device=device) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    synchronize()
+    return 10 * 2 * size**3 / (time.perf_counter() - start)
+
+
+def datasheet_flops() -> float | None:
+    """The dense bf16 peak of this GPU from its datasheet (``None`` on a CPU or an unlisted GPU)."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
 def run_engine(model, data: Examples, args, out: Path) -> tuple[float, float]:
@@ -105,8 +154,7 @@ def run_hf(model, data: Examples, args, out: Path, pad_to_max: bool) -> tuple[fl
             self.times: list[tuple[float, float]] = []
 
         def on_step_end(self, *_, **__):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            synchronize()
             self.times.append((time.perf_counter(), time.process_time()))
 
     class InOrder(Seq2SeqTrainer):
@@ -140,19 +188,53 @@ def real_tokens(data: Examples, max_len: int) -> np.ndarray:
     return collated_lengths(data.input_lengths, max_len) + collated_lengths(data.target_lengths, max_len)
 
 
-def mfu(model_config, data: Examples, tokens_per_s: float, args) -> float | None:
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name()
-    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
-    if peak is None:
-        return None
-    inputs = collated_lengths(data.input_lengths, args.max_len)
-    targets = collated_lengths(data.target_lengths, args.max_len)
-    flops_per_token = training_flops(model_config, inputs, targets) / float(
-        real_tokens(data, args.max_len).sum()
-    )
-    return tokens_per_s * flops_per_token / peak
+def flops_per_token(model_config, data: Examples, max_len: int) -> float:
+    """Training FLOPs per real token of these examples."""
+    inputs = collated_lengths(data.input_lengths, max_len)
+    targets = collated_lengths(data.target_lengths, max_len)
+    return training_flops(model_config, inputs, targets) / float(real_tokens(data, max_len).sum())
+
+
+def summarize(runs: list[dict], rates: dict[str, float | None]) -> list[dict]:
+    """One row per (scenario, trainer): the best of its repeats (the least disturbed), its MFU
+    against each rate in ``rates``, its peak memory, and the engine's speed over its own (once the
+    scenario's engine row exists)."""
+    rows = []
+    for key in dict.fromkeys((run["scenario"], run["trainer"]) for run in runs):
+        mine = [run for run in runs if (run["scenario"], run["trainer"]) == key]
+        best = max(mine, key=lambda run: run["tokens_per_s"])
+        flops = best["tokens_per_s"] * best["flops_per_token"]
+        row = {
+            "scenario": key[0],
+            "trainer": key[1],
+            **{k: best[k] for k in ("tokens_per_s", "tokens_per_cpu_s")},
+        }
+        row |= {f"mfu_{name}": flops / rate if rate else None for name, rate in rates.items()}
+        memory = [run["peak_memory_gb"] for run in mine if run["peak_memory_gb"] is not None]
+        row["peak_memory_gb"] = max(memory) if memory else None
+        rows.append(row)
+    for row in rows:
+        engine = next(
+            (r for r in rows if r["scenario"] == row["scenario"] and r["trainer"] == "engine"), None
+        )
+        row["ratio"] = engine["tokens_per_s"] / row["tokens_per_s"] if engine else None
+        row["ratio_cpu"] = engine["tokens_per_cpu_s"] / row["tokens_per_cpu_s"] if engine else None
+    return rows
+
+
+def print_table(results: list[dict]) -> None:
+    print("tokens = real input + target tokens; CPU s = this process's CPU time (robust to a busy machine)")
+    print("MFU vs the measured bf16 matrix rate / vs the datasheet's peak; memory = peak allocated (GPU)")
+    header = ("scenario", "trainer", "tokens/s", "tokens/CPU s", "MFU meas.", "MFU sheet", "GiB",
+              "engine/this", "(CPU time)")  # fmt: skip
+    print("{:<10} {:<11} {:>10} {:>12} {:>9} {:>9} {:>6} {:>11} {:>10}".format(*header))
+    for row in results:
+        shares = [f"{row[k]:.1%}" if row[k] is not None else "-" for k in ("mfu_measured", "mfu_datasheet")]
+        memory = f"{row['peak_memory_gb']:.1f}" if row["peak_memory_gb"] is not None else "-"
+        speeds = f"{row['tokens_per_s']:>10,.0f} {row['tokens_per_cpu_s']:>12,.0f}"
+        ratios = f"{row['ratio']:>11.2f} {row['ratio_cpu']:>10.2f}"
+        name = f"{row['scenario']:<10} {row['trainer']:<11}"
+        print(f"{name} {speeds} {shares[0]:>9} {shares[1]:>9} {memory:>6} {ratios}")
 
 
 def main() -> None:
@@ -171,50 +253,61 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--scenarios", default="fixed,synthetic")
+    parser.add_argument("--trainers", default=",".join(TRAINERS), help="of engine,hf,hf-longest")
+    parser.add_argument(
+        "--matmul-size",
+        type=int,
+        default=None,
+        help="N of the N³ bf16 product timed (8192 on a GPU, else 256)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     if args.quick:
         args.model, args.steps, args.warmup, args.batch_size, args.max_len = "t5-tiny", 4, 2, 4, 32
     if args.threads:
         torch.set_num_threads(args.threads)
+    unknown = set(args.trainers.split(",")) - set(TRAINERS)
+    if unknown or "engine" not in args.trainers.split(","):
+        parser.error(f"--trainers: engine and any of {TRAINERS[1:]} (not {sorted(unknown)})")
     space = TokenSpace(3, 127) if args.model == "t5-tiny" else TokenSpace()
     vocab = vocab_size_for(space) if args.model == "t5-tiny" else None
     cpu = f"CPU, {torch.get_num_threads()} threads"
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu
     print(f"{args.model}, batch {args.batch_size}, max length {args.max_len}, {args.precision}, {device}")
-    results = []
+    matmul_size = args.matmul_size or (8192 if torch.cuda.is_available() else 256)
+    rates = {"measured": matmul_flops_per_s(matmul_size), "datasheet": datasheet_flops()}
+    print(f"bf16 {matmul_size}³ matrix product: {rates['measured'] / 1e12:,.1f} TFLOP/s measured", end="")
+    print(f", datasheet {rates['datasheet'] / 1e12:,.0f}" if rates["datasheet"] else "")
+    runs: list[dict] = []
+
+    def write_json() -> None:
+        if args.json:
+            settings = {**vars(args), "json": str(args.json)}
+            figures = {"device": device, "matmul_size": matmul_size, "bf16_flops_per_s": rates}
+            args.json.write_text(
+                json.dumps({"args": settings, **figures, "results": summarize(runs, rates)}, indent=2)
+            )
+
     with tempfile.TemporaryDirectory() as tmp:
         for scenario in args.scenarios.split(","):
             data = make_examples(scenario, (args.warmup + args.steps) * args.batch_size, args.max_len, space)
-            trainers = ["engine", "hf"] if scenario == "fixed" else ["engine", "hf", "hf-longest"]
-            speeds: dict[str, list[tuple[float, float]]] = {trainer: [] for trainer in trainers}
+            trainers = [t for t in args.trainers.split(",") if scenario == "synthetic" or t != "hf-longest"]
             for repeat in range(args.repeats):  # the order alternates: whoever runs second is favoured
                 for trainer in trainers if repeat % 2 == 0 else trainers[::-1]:
+                    fresh_state()
                     model = build_model(args.model, vocab_size=vocab, seed=SEED)
                     out = Path(tmp) / f"{scenario}-{trainer}-{repeat}"
                     if trainer == "engine":
-                        speeds[trainer].append(run_engine(model, data, args, out))
+                        speed, per_cpu_s = run_engine(model, data, args, out)
                     else:
-                        speeds[trainer].append(run_hf(model, data, args, out, pad_to_max=trainer == "hf"))
-            for trainer in trainers:
-                speed, per_cpu_s = max(speeds[trainer])  # best of the repeats: the least disturbed
-                row = {"scenario": scenario, "trainer": trainer, "tokens_per_s": speed}
-                row |= {"tokens_per_cpu_s": per_cpu_s, "mfu": mfu(model.config, data, speed, args)}
-                results.append(row)
-    print("tokens = real input + target tokens; CPU s = this process's CPU time (robust to a busy machine)")
-    header = ("scenario", "trainer", "tokens/s", "tokens/CPU s", "MFU", "engine/this", "(CPU time)")
-    print("{:<10} {:<11} {:>10} {:>12} {:>6} {:>11} {:>10}".format(*header))
-    for row in results:
-        engine = next(r for r in results if r["scenario"] == row["scenario"] and r["trainer"] == "engine")
-        row["ratio"] = engine["tokens_per_s"] / row["tokens_per_s"]
-        row["ratio_cpu"] = engine["tokens_per_cpu_s"] / row["tokens_per_cpu_s"]
-        share = f"{row['mfu']:.1%}" if row["mfu"] is not None else "-"
-        speeds = f"{row['tokens_per_s']:>10,.0f} {row['tokens_per_cpu_s']:>12,.0f}"
-        ratios = f"{row['ratio']:>11.2f} {row['ratio_cpu']:>10.2f}"
-        print(f"{row['scenario']:<10} {row['trainer']:<11} {speeds} {share:>6} {ratios}")
-    if args.json:
-        settings = {**vars(args), "json": str(args.json)}
-        args.json.write_text(json.dumps({"args": settings, "results": results}, indent=2))
+                        speed, per_cpu_s = run_hf(model, data, args, out, pad_to_max=trainer == "hf")
+                    runs.append({
+                        "scenario": scenario, "trainer": trainer, "tokens_per_s": speed,
+                        "tokens_per_cpu_s": per_cpu_s, "peak_memory_gb": peak_memory_gb(),
+                        "flops_per_token": flops_per_token(model.config, data, args.max_len),
+                    })  # fmt: skip
+                    write_json()
+    print_table(summarize(runs, rates))
 
 
 if __name__ == "__main__":

@@ -79,10 +79,12 @@ def rng_state() -> dict[str, torch.Tensor]:
 
 
 def load_optimizer(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Restore the optimizer written by :func:`full_state` (every process; FSDP keeps its shards)."""
+    """Restore the optimizer written by :func:`full_state` (every process; FSDP keeps its shards).
+    Read onto the CPU, whatever device wrote it (one process on a GPU saves its state there), and
+    moved to each parameter's device on loading: a GPU run resumes on a CPU, and the other way round."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    state = torch.load(path / "optimizer.pt", weights_only=True)
+    state = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 

@@ -532,8 +532,16 @@ def setup(
     check_lengths(config, model)
     check_fsdp(config, accelerator, extra_eval)
     rule = SelectionRule.from_config(config)
-    if config.fsdp and world == 1:
-        logger.info("fsdp (--fsdp) has no effect on one process (launch several with `accelerate launch`)")
+    # FSDP2 shards over the process group: several processes, or one that torchrun started (a world
+    # of one: the sharded code path on one GPU); a process in no group has nothing to shard over.
+    sharded = config.fsdp and torch.distributed.is_initialized()
+    if sharded:
+        logger.info("fsdp (--fsdp): weights sharded over %d process(es)", world)
+    elif config.fsdp:
+        logger.info(
+            "fsdp (--fsdp) has no effect on one process outside a process group (launch several with "
+            "`accelerate launch --multi_gpu`, or one with `torchrun`)"
+        )
     if config.dropout is not None:
         set_dropout(model, config.dropout)
     run_dir = Path(config.out_dir)
@@ -550,7 +558,6 @@ def setup(
         accelerator, run_dir, full, model, resume=resume, overwrite=overwrite, on_start=on_start
     )
     log = MetricsLog(run_dir, trainer_state["step"], enabled=accelerator.is_main_process)
-    sharded = config.fsdp and world > 1
     model, optimizer = prepare_model(config, accelerator, model, newest, sharded)
     stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
     validation = Validation(val_source, config, rank, world)
