@@ -40,10 +40,16 @@ def test_demo_prints_measured_numbers(demo_folder: tuple[Path, str]) -> None:
     store = Store(out)
     measured = {r["arm"]: r["value"] for r in store.results() if r["metric"] == "val_token_accuracy"}
     status = {row["status"] for row in store.runs()}
+    (set_accuracy,) = [r["value"] for r in store.results("pretrain") if r["metric"] == "val_token_accuracy"]
     store.close()
     assert status == {"done"}
     for arm, value in measured.items():  # the table shows what the runs measured
         assert f"| {value:.1f} |" in body[arm]
+    # beside each Set row: the checkpoint it started from, at the fixed budget of --quick (30 steps)
+    assert rows[0].endswith("| pre-training val acc @ step |")
+    assert body["Set Full Init"].endswith(f"| {set_accuracy:.1f} @ 30 |") and body["Random Init"].endswith(
+        "| - |"
+    )
     assert "% gap closed" in rows[0]
     assert (out / "plots" / "pretraining_val_accuracy.png").stat().st_size > 0
     assert (out / "plots" / "finetuning_val_accuracy.png").stat().st_size > 0

@@ -161,3 +161,37 @@ def test_plots(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["pretraining_val_accuracy.png", "finetuning_val_accuracy.png",
                                          "metric_vs_train_size.png"]  # fmt: skip
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_pretraining_column_over_per_seed_runs(tmp_path: Path) -> None:
+    """One pre-training run per seed: the row shows their mean (SD) and range of steps, flagged when one
+    of them did not meet the rule; rows without pre-training show "-"; older runs without the flag "?"."""
+    from synthpre.experiments.matched import pretraining_check
+
+    text = SPEC.replace("pretraining:\n", "pretraining:\n  seeds: per_seed\n  train: {max_steps: 300}\n")
+    spec = parse_spec(text)
+    runs = build_plan(spec)
+    store = Store(tmp_path)
+    store.register(runs)
+    provenance = {"synthpre_version": "0", "git_commit": "abc"}
+    reached = {("Set", 0): (99.0, 100, 1.0), ("Set", 1): (97.0, 300, 0.0), ("Identity", 0): (99.5, 50, None),
+               ("Identity", 1): (99.5, 50, None)}  # fmt: skip
+    for run in runs:
+        store.claim(run.hash, "0/1")
+        if run.kind == "pretrain":
+            accuracy, step, met = reached[(run.labels["pretrain_task"], run.labels["seed"])]
+            metrics = {"val_token_accuracy": accuracy} | ({"rule_met": met} if met is not None else {})
+            store.finish(run.hash, Outcome(metrics, step, "rule", "ckpt"), 1.0, provenance)
+        else:
+            store.finish(run.hash, Outcome({"val_token_accuracy": 50.0}, 5, "max"), 1.0, provenance)
+    check = pretraining_check(spec, runs, store.results("pretrain"))
+    table = build_table(store.results(), 1, pretraining=check)
+    store.close()
+    assert table.columns[-1] == "pre-training val acc @ step"
+    cells = {row[0]: row[-1] for row in table.rows}
+    assert cells["Set Full Init"] == cells["Set Per Param Mean/SD"] == "98.0 (1.4) @ 100-300 †"
+    assert cells["Identity Full Init"] == "99.5 (0.0) @ 50 ?"
+    assert cells["Random Init"] == cells["Pre-trained T5"] == cells["Pre-attn LN = 0.1"] == "-"
+    notes = "\n".join(table.notes)
+    assert "Set (seed 1): 97.0% at step 300, cap 300" in notes and "Set (seed 0)" not in notes
+    assert "? whether the pre-training met the rule was not recorded" in notes

@@ -1,5 +1,6 @@
 """Studies really run (tiny T5, the real engine, a few steps): interrupted and resumed without redoing
-finished runs; shards that together cover the study exactly once; failures recorded, not fatal."""
+finished runs; shards that together cover the study exactly once; failures recorded, not fatal, and the
+fine-tuning runs of a failed pre-training run blocked."""
 
 from __future__ import annotations
 
@@ -16,35 +17,13 @@ from rich.console import Console
 from synthpre.experiments.execute import execute_run, launched_executor
 from synthpre.experiments.runner import prepare_study, run_study, study_status
 from synthpre.experiments.store import Store
-
-TINY = """\
-name: tiny-test
-model: t5-tiny
-vocab: "3:127"
-pretraining:
-  train: {{max_steps: 12, batch_size: 16, dropout: 0.0, max_input_len: 24, max_target_len: 24,
-          eval_every: 6, save_every: 6, num_val_examples: 32, progress: false}}
-  tasks:
-    Set: {{task: set, params: {{min_len: 5, max_len: 12}}}}
-init_schemes: {schemes}
-baselines: {{random_init: false}}
-downstream:
-  tasks: [smiles_canonicalize]
-  tokenizer: chars
-  lrs: [0.01]
-  train: {{max_steps: {steps}, eval_every: 4, batch_size: 16, eval_decode: 0, max_decode_len: 8,
-          progress: false}}
-  test_examples: 8
-"""
-
+from tiny_runs import tiny_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(tmp_path: Path, schemes: str = "[full]", steps: int = 8) -> Path:
-    path = tmp_path / "study.yaml"
-    path.write_text(TINY.format(schemes=schemes, steps=steps))
-    return path
+    return tiny_study(tmp_path, schemes, steps)
 
 
 def _runs_by_kind(folder: Path) -> dict[str, list[dict]]:
@@ -117,13 +96,11 @@ def test_a_failed_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
         return execute_run(run, run_dir, deps, resume)
 
     report = run_study(out, runs, broken_pretraining, console=Console(quiet=True))
-    assert report.failed == [r.hash for r in runs]
+    assert report.failed == [runs[0].hash] and report.blocked == [runs[1].hash, runs[2].hash]
     counts, rows = study_status(out)
-    assert counts["failed"] == 3
-    errors = {r["kind"]: r["error"] for r in rows}
-    assert (
-        "disk full" in errors["pretrain"] and f"pre-training run {runs[0].hash} failed" in errors["finetune"]
-    )
+    assert (counts["failed"], counts["blocked"]) == (1, 2)  # fine-tuning waits for its pre-training
+    assert "disk full" in rows[0]["error"]
+    assert all(row["detail"] == f"pre-training run {runs[0].hash} failed" for row in rows[1:])
 
 
 def test_a_run_owned_by_a_live_process_is_not_taken(tmp_path: Path) -> None:

@@ -112,3 +112,68 @@ def test_presets_are_valid() -> None:
     assert {"tiny.yaml", "demo.yaml", "paper-table1.yaml", "paper-table2.yaml"} <= {p.name for p in presets}
     for preset in presets:
         assert build_plan(load_spec(preset)), preset
+
+
+MATCHED = """\
+name: matched
+model: t5-tiny
+vocab: "3:127"
+pretraining:
+  rule: {rule}
+  train: {{max_steps: 100, eval_every: 10}}
+  tasks:
+    Set: {{task: set, params: {{min_len: 5, max_len: 30}}{set_train}}}
+    Identity: {{task: identity}}
+downstream: {{tasks: [smiles_canonicalize]}}
+"""
+
+
+def _matched(rule: str = "threshold", set_train: str = "") -> str:
+    return MATCHED.format(rule=rule, set_train=f", train: {set_train}" if set_train else "")
+
+
+def test_every_pretraining_task_follows_the_studys_one_rule() -> None:
+    """Threshold: the same selection for every task, per-task caps allowed; fixed_steps: one budget."""
+    text = _matched(set_train="{max_steps: 400}").replace("  rule: threshold\n", "  threshold: 0.95\n")
+    spec = parse_spec(text)
+    trains = {r.labels["pretrain_task"]: r.config["train"] for r in build_plan(spec) if r.kind == "pretrain"}
+    for train in trains.values():
+        assert {k: train[k] for k in ("selection", "selection_threshold")} == {
+            "selection": "first_above_threshold", "selection_threshold": 0.95,
+        }  # fmt: skip
+    assert trains["Set"]["max_steps"] == 400 and trains["Identity"]["max_steps"] == 100
+    assert "accuracy >= 95% (App. A), within its cap of max_steps (Set 400, Identity 100)" in (
+        spec.pretraining.rule_text()
+    )
+    fixed = parse_spec(_matched("fixed_steps"))
+    for run in build_plan(fixed):
+        if run.kind == "pretrain":
+            assert run.config["train"] | {"eval_every": 10} == {
+                "max_steps": 100, "eval_every": 10, "selection": "fixed_step", "selection_step": 100,
+                "stop_at_threshold": False,
+            }  # fmt: skip
+    assert fixed.pretraining.rule_text().startswith("every pre-training task trains 100 steps")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_matched(set_train="{selection: max}"), r"study.yaml:8: pretraining.tasks.Set.train: 'selection' is "
+         r"set by the study's pre-training rule, the same for every task \(pretraining.rule"),
+        (_matched().replace("eval_every: 10", "selection_threshold: 0.5"),
+         r"study.yaml:6: pretraining.train: 'selection_threshold' is set by the study's pre-training rule"),
+        (_matched("fixed_steps", "{max_steps: 400}"),
+         r"study.yaml:4: pretraining: tasks.Set.train.max_steps: rule fixed_steps gives every task the same"),
+        (_matched("fixed_steps").replace("max_steps: 100, ", ""),
+         r"rule fixed_steps needs the budget all tasks share: pretraining.train.max_steps"),
+        (_matched("fixed_steps", "{stop_at_threshold: true}"),
+         r"stop_at_threshold \(task Set\): rule fixed_steps trains every task its whole budget"),
+        (_matched("fixed_steps").replace("  rule:", "  threshold: 0.9\n  rule:"),
+         r"threshold belongs to rule: threshold"),
+        (_matched("until_done"),
+         r"study.yaml:5: pretraining.rule: Input should be 'threshold' or 'fixed_steps'"),
+    ],
+)  # fmt: skip
+def test_a_rule_that_is_not_one_for_all_tasks_is_refused(text: str, expected: str) -> None:
+    with pytest.raises(UserError, match=expected):
+        parse_spec(text, "study.yaml")

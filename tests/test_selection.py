@@ -60,7 +60,7 @@ def test_fixed_step_reached_not_reached_and_saved_for_the_rule():
     chosen = rule.select(EVALS)
     assert set(chosen) == BEST_KEYS
     assert chosen["step"] == 10 and chosen["rule"] == "fixed_step"  # although step 15 has more
-    assert chosen["reason"] == "App. B fixed step 10 (0.9950 at step 10)" and chosen["threshold_met"]
+    assert chosen["reason"] == "fixed step 10 (0.9950 at step 10)" and chosen["threshold_met"]
     later = SelectionRule("acc", "fixed_step", step=50).select(EVALS)
     assert later["step"] == 15  # the newest saved one (step 20 was not saved)
     assert later["reason"].startswith("fixed step 50 not reached yet: newest checkpoint")
@@ -133,7 +133,7 @@ def test_a_fixed_step_run_selects_its_step_over_better_later_checkpoints(tmp_pat
     best = json.loads((run / "best.json").read_text())
     assert set(best) == BEST_KEYS and best == result.best
     assert best["step"] == 3 and best["checkpoint"] == "checkpoints/step_3" and best["rule"] == "fixed_step"
-    assert best["reason"].startswith("App. B fixed step 3")
+    assert best["reason"].startswith("fixed step 3")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     val = {row["step"]: row["val_token_accuracy"] for row in rows if row["split"] == "val"}
     assert sorted(val) == [3, 4, 8, 12]

@@ -1,5 +1,6 @@
 """Helpers of the engine's tests: a tiny real run (t5-tiny on the identity task, lengths 1..6, ids
-3..12) and the command line run in this process."""
+3..12), a tiny study (one pre-training run, fine-tuning runs from it; seconds each) and the command
+line run in this process."""
 
 from __future__ import annotations
 
@@ -68,3 +69,32 @@ def launch(
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(path)]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+TINY_STUDY = """\
+name: tiny-test
+model: t5-tiny
+vocab: "3:127"
+pretraining:
+  train: {{max_steps: 12, batch_size: 16, dropout: 0.0, max_input_len: 24, max_target_len: 24,
+          eval_every: 6, save_every: 6, num_val_examples: 32, progress: false}}
+  tasks:
+    Set: {{task: set, params: {{min_len: 5, max_len: 12}}}}
+init_schemes: {schemes}
+baselines: {{random_init: false}}
+downstream:
+  tasks: [smiles_canonicalize]
+  tokenizer: chars
+  lrs: [0.01]
+  train: {{max_steps: {steps}, eval_every: 4, batch_size: 16, eval_decode: 0, max_decode_len: 8,
+          progress: false}}
+  test_examples: 8
+"""
+
+
+def tiny_study(tmp_path: Path, schemes: str = "[full]", steps: int = 8, extra: str = "") -> Path:
+    """``tmp_path/study.yaml``: Set pre-training (12 steps), a SMILES fine-tuning run (``steps``) from it
+    per init scheme of ``schemes``; ``extra``: more top-level YAML."""
+    path = tmp_path / "study.yaml"
+    path.write_text(TINY_STUDY.format(schemes=schemes, steps=steps) + extra)
+    return path

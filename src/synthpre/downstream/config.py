@@ -3,6 +3,8 @@ options from it without importing torch)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpre.train.selection import BEST_VAL_METRIC
@@ -62,6 +64,9 @@ class FinetuneConfig(BaseModel):
     lowercase: bool = Field(False, description="lower-case inputs and targets (Krishna et al.'s CNNDM-10K)")
     seed: int = Field(0, description="seed of the data order, dropout and a fresh model")
     progress: bool = Field(True, description="show a progress bar")
+    log_with: Literal["tensorboard", "wandb", "mlflow"] = Field(
+        "tensorboard", description="tracker beside metrics.jsonl and tb/: wandb or mlflow (optional extras)"
+    )
 
     def resolved(self) -> FinetuneConfig:
         """Every ``None`` hyper-parameter replaced by the task's default."""

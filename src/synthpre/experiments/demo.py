@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from synthpre.experiments.matched import pretraining_check
 from synthpre.experiments.plan import RANDOM_INIT
 from synthpre.experiments.report import build_table, render, runs_from_results
 from synthpre.experiments.spec import PRESETS_DIR, parse_spec
@@ -67,8 +68,10 @@ def run_demo(out: Path, more: bool = False, quick: bool = False, console: Consol
     run_study(out, runs, execute_run, console=console)
     store = Store(out, read_only=True)
     try:
-        results = store.results(hashes={run.hash for run in runs})
-        table = build_table(results, 1, DEMO_METRICS, metric_columns=True)
+        hashes = {run.hash for run in runs}
+        results = store.results(hashes=hashes)
+        pretraining = pretraining_check(spec, runs, store.results("pretrain", hashes))
+        table = build_table(results, 1, DEMO_METRICS, metric_columns=True, pretraining=pretraining)
         table.title = "Demo: tiny T5, fine-tuned from each init (validation, selected checkpoint)"
         plots = _write_plots(store, out / "plots")
         failed = [row for row in store.runs() if row["status"] == "failed"]
@@ -90,11 +93,15 @@ def _intro(console: Console, spec: Any, out: Path, more: bool) -> None:
     pretrain = ", ".join(spec.pretraining.tasks)
     console.print(
         f"[bold]synthpre demo[/bold]: pre-train a tiny T5 ({spec.models[0]}, synthetic ids {spec.vocab}) on "
-        f"{pretrain} for up to {pre['max_steps']} steps, then fine-tune it on {tasks} for "
+        f"{pretrain} for {pre['max_steps']} steps, then fine-tune it on {tasks} for "
         f"{down.train['max_steps']} steps from {RANDOM_INIT} and from each init scheme "
         f"({', '.join(spec.init_schemes)}).\n"
         f"Study folder: {out} (an interrupted demo resumes where it stopped; finished runs are kept).\n"
-        + ("Expect about 7-10 minutes on 2 CPU cores." if not more else "--more: expect about 40 minutes.")
+        + (
+            "Expect about 11 minutes on 2 CPU cores."
+            if not more
+            else "--more: expect it to take several times longer."
+        )
     )
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load > cores:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from synthpre.recipes import Pretraining
 
 FRACTION_METRICS = ("val_token_accuracy", "val_sequence_accuracy")  # the engine's; stored x 100
+RULE_MET = "rule_met"  # of a pre-training run: 1 when its checkpoint meets the study's rule, 0 otherwise
 REQUEST_FILE = "study_request.json"  # what a launched run must do (``--launcher``)
 OUTCOME_FILE = "study_outcome.json"  # what it reports back
 
@@ -64,7 +65,7 @@ def launched_executor(launcher: str) -> Callable[[PlannedRun, Path, dict[str, st
     return execute
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     request = json.loads((run_dir / REQUEST_FILE).read_text())
     run = PlannedRun(request["kind"], request["config"], list(request["deps"]))
     outcome = execute_run(run, run_dir, request["deps"], request["resume"])
-    if _is_main_process():
+    if is_main_process():
         (run_dir / OUTCOME_FILE).write_text(json.dumps(dataclasses.asdict(outcome)))
 
 
@@ -85,8 +86,13 @@ def pretraining_settings(config: dict[str, Any], run_dir: Path) -> Pretraining:
 
     return Pretraining(
         task=config["task"], model=config["model"], vocab=config["vocab"], task_params=config["params"],
-        train=TrainConfig(out_dir=str(run_dir), seed=config["seed"], **config["train"]),
+        train=TrainConfig(out_dir=str(run_dir), seed=config["seed"], **_tracker(config), **config["train"]),
     )  # fmt: skip
+
+
+def _tracker(config: dict[str, Any]) -> dict[str, str]:
+    """The study's ``log_with`` (a planned run's config has it; a hand-made one may not)."""
+    return {"log_with": config["log_with"]} if "log_with" in config else {}
 
 
 def finetuning_settings(config: dict[str, Any], run_dir: Path, deps: dict[str, str]) -> FinetuneConfig:
@@ -102,24 +108,27 @@ def finetuning_settings(config: dict[str, Any], run_dir: Path, deps: dict[str, s
         init_from=deps[init["source"]] if init["kind"] == "pretrained" else init.get("source"),
         init_scheme=init.get("scheme") or "full", pre_attn_ln=init.get("value"),
         tokenizer=config["tokenizer"], vocab=config["vocab"], learning_rate=config["lr"],
-        train_size=config["train_size"], seed=config["seed"],
+        train_size=config["train_size"], seed=config["seed"], **_tracker(config),
         **({"dropout": config["dropout"]} if config["dropout"] is not None else {}), **config["train"],
     )  # fmt: skip
 
 
 def pretrain(config: dict[str, Any], run_dir: Path, resume: bool) -> Outcome:
+    """Pre-train; the outcome records the selected checkpoint and whether it meets the study's rule
+    (``RULE_MET``: not when a task hit its cap below the threshold)."""
     from synthpre import recipes
+    from synthpre.train.selection import SelectionRule
 
-    result = recipes.pretrain(
-        pretraining_settings(config, run_dir), resume=resume, extra_config={"study_run": config}
-    )
+    settings = pretraining_settings(config, run_dir)
+    result = recipes.pretrain(settings, resume=resume, extra_config={"study_run": config})
     best = result.best or {}
     if not best:
         raise RuntimeError(f"pre-training run {run_dir} saved no checkpoint with a validation score")
     evals = _validation_rows(run_dir)
     selected = evals.get(best["step"], {})
+    met = SelectionRule.from_config(settings.train).met(best)
     return Outcome(
-        metrics=_percent(selected),
+        metrics=_percent(selected) | {RULE_MET: float(met)},
         selected_step=best["step"],
         selection_rule=best["reason"],
         checkpoint=str(run_dir / best["checkpoint"]),
@@ -137,7 +146,7 @@ def finetune(config: dict[str, Any], run_dir: Path, deps: dict[str, str], resume
     selected = results["selected"]
     metrics = _percent(selected)
     test = config["test"]
-    if test["evaluate"] and _is_main_process():
+    if test["evaluate"] and is_main_process():
         evaluation = recipes.evaluate(run_dir, "test", beams=test["beams"], limit=test["examples"])
         metrics |= {f"test_{k}": v for k, v in scores_of(evaluation).items()}
     return Outcome(

@@ -55,9 +55,13 @@ class PlannedRun:
         return config_hash(self.config)
 
 
+NOT_HASHED = ("log_with",)  # how a run reports, not what it is: a new tracker redoes no run
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """12 hex digits of SHA-256 over the canonical JSON of a resolved config."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    """12 hex digits of SHA-256 over the canonical JSON of a resolved config (but ``NOT_HASHED``)."""
+    identity = {key: value for key, value in config.items() if key not in NOT_HASHED}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -89,6 +93,7 @@ def build_plan(spec: StudySpec) -> list[PlannedRun]:
                                 "vocab": spec.vocab,
                                 "dropout": spec.dropout,
                                 "train": {**down.train, **task_options.train},
+                                "log_with": spec.log_with,
                                 "test": {
                                     "evaluate": down.evaluate_test,
                                     "beams": down.beams,
@@ -147,7 +152,8 @@ def _pretrain_run(spec: StudySpec, model: str, label: str, finetune_seed: int) -
         "params": task.params,
         "vocab": spec.vocab,
         "seed": seed,
-        "train": {**spec.pretraining.train, **task.train},
+        "train": spec.pretraining.task_train(label),
+        "log_with": spec.log_with,
     }
     labels = {"model": model, "task": "+".join(task.task_names), "pretrain_task": label, "seed": seed}
     return PlannedRun("pretrain", config, [], labels)

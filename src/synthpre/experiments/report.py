@@ -18,13 +18,17 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthpre.errors import UserError
 from synthpre.experiments.plan import PRETRAINED_T5, RANDOM_INIT
 from synthpre.init import scheme_row_name
 
+if TYPE_CHECKING:
+    from synthpre.experiments.matched import PretrainingCheck
+
 FALLBACK_METRIC = "val_token_accuracy"  # shown when a task has none of its paper metrics
+PRETRAINING_COLUMN = "pre-training val acc @ step"  # the checkpoint a row's pre-training handed on
 TABLES = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 FORMATS = ("md", "latex", "csv")
 
@@ -35,6 +39,7 @@ class RunResult:
 
     labels: dict[str, Any]
     metrics: dict[str, float]
+    run_hash: str = ""
 
 
 @dataclass
@@ -55,7 +60,7 @@ def runs_from_results(rows: Iterable[dict[str, Any]]) -> list[RunResult]:
         if row["run_hash"] not in runs:
             labels = {k: row[k] for k in ("model", "task", "arm", "init_kind", "scheme", "pretrain_task",
                                           "ln_value", "lr", "seed", "train_size")}  # fmt: skip
-            runs[row["run_hash"]] = RunResult(labels, {})
+            runs[row["run_hash"]] = RunResult(labels, {}, row["run_hash"])
         runs[row["run_hash"]].metrics[row["metric"]] = row["value"]
     return list(runs.values())
 
@@ -157,11 +162,14 @@ def build_table(
     metrics: list[str] | None = None,
     lr_choice: str = "row",
     metric_columns: bool = False,
+    pretraining: PretrainingCheck | None = None,
 ) -> Table:
     """The layout of paper table ``table`` from the store's result rows.
 
     Several metrics of a task share one cell ("EM/F1", as the paper), or get a column each
-    (``metric_columns``).
+    (``metric_columns``).  With ``pretraining``, every row that starts from a pre-training run shows
+    the validation accuracy and step of the checkpoint it was handed, flagged where the study's
+    pre-training rule was not met.
     """
     if table not in TABLES:
         raise UserError(f"--table {table}: the paper's tables are {', '.join(map(str, TABLES))}")
@@ -175,11 +183,18 @@ def build_table(
         main_size = None if None in sizes else max(sizes)
         runs = [r for r in runs if r.labels["train_size"] == main_size]
     if table in (2, 5, 7):
-        return _scheme_table(runs, table, metrics, swept)
+        return _scheme_table(runs, table, metrics, swept, pretraining)
     if table in (3, 8):
         rows = [r for r in runs if r.labels["init_kind"] in ("pre_attn_ln", "random", "checkpoint")]
         return _arm_table(rows, table, metrics, swept, False, False, metric_columns)
-    return _arm_table(runs, table, metrics, swept, table == 4, table == 9, metric_columns)
+    result = _arm_table(runs, table, metrics, swept, table == 4, table == 9, metric_columns)
+    if pretraining is not None and any(r.labels["init_kind"] == "pretrained" for r in runs):
+        by_arm = {arm: [r.run_hash for r in runs if r.labels["arm"] == arm] for arm in _arm_order(runs)}
+        result.columns.append(PRETRAINING_COLUMN)
+        for row in result.rows:
+            row.append(pretraining.cell(by_arm[row[0]]))
+        result.notes += pretraining.notes([r.run_hash for r in runs])
+    return result
 
 
 def _arm_table(
@@ -260,8 +275,12 @@ def _gap_cell(
     return f"{statistics.fmean(closed):.1f}%" if closed else "-"
 
 
-def _scheme_table(runs: list[RunResult], table: int, metrics: list[str] | None, swept: bool) -> Table:
-    """Tables 2/5/7: init schemes (rows) x pre-training tasks (columns) per task, then baselines."""
+def _scheme_table(
+    runs: list[RunResult], table: int, metrics: list[str] | None, swept: bool,
+    pretraining: PretrainingCheck | None,
+) -> Table:  # fmt: skip
+    """Tables 2/5/7: init schemes (rows) x pre-training tasks (columns) per task, then the checkpoint
+    each pre-training task handed on (with ``pretraining``), then the baselines."""
     tasks = list(dict.fromkeys(r.labels["task"] for r in runs))
     pretrained = [r for r in runs if r.labels["init_kind"] == "pretrained"]
     pretrain = list(dict.fromkeys(r.labels["pretrain_task"] for r in pretrained))
@@ -279,6 +298,13 @@ def _scheme_table(runs: list[RunResult], table: int, metrics: list[str] | None, 
                 ]  # fmt: skip
                 row.append(_joined_cell(cell, shown[task]) if shown[task] else "-")
         result.rows.append(row)
+    if pretraining is not None and pretrained:
+        result.rows.append(
+            [PRETRAINING_COLUMN]
+            + [pretraining.cell([r.run_hash for r in pretrained if r.labels["pretrain_task"] == p])
+               for _ in tasks for p in pretrain]
+        )  # fmt: skip
+        result.notes += pretraining.notes([r.run_hash for r in pretrained])
     baselines = [a for a in (RANDOM_INIT, PRETRAINED_T5) if any(r.labels["arm"] == a for r in runs)]
     if baselines:
         result.section_breaks.append(len(result.rows))
@@ -360,4 +386,5 @@ def _md_row(cells: list[str]) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    return text.replace("\\", "\\textbackslash{}").replace("%", "\\%").replace("_", "\\_").replace("&", "\\&")
+    escaped = text.replace("\\", "\\textbackslash{}").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("&", "\\&").replace("†", "\\textdagger{}")

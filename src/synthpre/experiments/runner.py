@@ -1,10 +1,11 @@
 """``synthpre study run`` / ``status``: run what is missing, resume what was interrupted, skip what is done.
 
 A study folder holds ``spec.yaml`` (the spec as given), ``results.sqlite`` (the store) and one folder per
-run, ``runs/<kind>-<hash>/``.  Shards (``--shard i/n``) on several machines share the folder: each run is
-claimed in a SQLite transaction, so it runs once even when a shard needs another shard's pre-training
-run first (it then runs it itself, or waits while its owner is alive).  A failed run is recorded with
-its error and the study goes on.
+run, ``runs/<kind>-<hash>/``, with its result file (``results.py``).  Shards (``--shard i/n``) on several
+machines share the folder: each run is claimed in a SQLite transaction, so it runs once even when a
+shard needs another shard's pre-training run first (it then runs it itself, or waits while its owner is
+alive).  A failed run is recorded with its error and the study goes on; the fine-tuning runs of a failed
+pre-training run are ``blocked``.  ``--executor local|slurm`` runs the same graph as jobs (``executors.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import shutil
 import subprocess
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +24,17 @@ from rich.markup import escape
 
 import synthpre
 from synthpre.errors import UserError
+from synthpre.experiments.execute import RULE_MET
 from synthpre.experiments.plan import PlannedRun, build_plan, shard_runs
+from synthpre.experiments.results import (
+    done_result,
+    failed_result,
+    read_result,
+    record,
+    run_dir_of,
+    sync_results,
+    write_result,
+)
 from synthpre.experiments.spec import StudySpec, load_spec
 from synthpre.experiments.store import DB_NAME, Outcome, Store, check_database
 
@@ -44,10 +54,7 @@ class StudyReport:
     executed: list[str]
     failed: list[str]
     skipped: list[str]
-
-
-def run_dir_of(folder: Path, run: PlannedRun) -> Path:
-    return folder / "runs" / f"{run.kind}-{run.hash}"
+    blocked: list[str]
 
 
 def prepare_study(spec_path: Path, folder: Path) -> tuple[StudySpec, list[PlannedRun]]:
@@ -77,7 +84,9 @@ def run_study(
     shard: tuple[int, int] = (0, 1),
     console: Console | None = None,
 ) -> StudyReport:
-    """Execute this shard's runs (and any pre-training run they need that nobody has started)."""
+    """Execute this shard's runs (and any pre-training run they need that nobody has started); runs that
+    jobs finished (their result files) count as done."""
+    sync_results(folder, runs)
     runner = _ShardRunner(
         folder, runs, executor, f"{shard[0]}/{shard[1]}", console or Console(soft_wrap=True)
     )
@@ -99,16 +108,14 @@ class _ShardRunner:
         self.folder, self.executor, self.shard, self.console = folder, executor, shard, console
         self.store = Store(folder)
         self.by_hash = {run.hash: run for run in runs}
-        self.report = StudyReport([], [], [])
-        self.provenance = {"synthpre_version": synthpre.__version__, "git_commit": git_commit()}
+        self.report = StudyReport([], [], [], [])
+        self.provenance = provenance()
 
     def run_with_dependencies(self, run: PlannedRun, position: str) -> None:
-        failed_dep = next((dep for dep in run.deps if not self._ensure_done(dep)), None)
-        if failed_dep is None:
+        if all(self._ensure_done(dep) for dep in run.deps):
             self._execute(run, position)
-        elif self.store.claim(run.hash, self.shard) == "claimed":
-            self.store.fail(run.hash, f"pre-training run {failed_dep} failed", 0.0)
-            self.report.failed.append(run.hash)
+        else:  # blocked (its status says so) until --retry-failed runs its pre-training again
+            self.report.blocked.append(run.hash)
 
     def _ensure_done(self, dep_hash: str) -> bool:
         """Run a dependency here, or wait while its live owner runs it; False when it failed."""
@@ -170,19 +177,29 @@ class _ShardRunner:
             raise
         except Exception as error:  # a failed run is recorded and the study goes on
             wall = time.perf_counter() - started
-            message = "".join(traceback.format_exception_only(error)).strip()
-            store.fail(run.hash, message if isinstance(error, UserError) else traceback.format_exc(), wall)
-            self.console.print(f"[red]  failed after {wall:.0f} s: {escape(message)}[/red]")
+            result = failed_result(run, error, wall, None)
+            write_result(run_dir, result)
+            record(store, run_dir, result)
+            self.console.print(
+                f"[red]  failed after {wall:.0f} s: {escape(result['error'].splitlines()[-1])}[/red]"
+            )
             self.report.failed.append(run.hash)
             return
         finally:
             stop.set()
             beat.join()
         wall = time.perf_counter() - started
-        store.finish(run.hash, outcome, wall, self.provenance)
+        result = done_result(run, outcome, wall, self.provenance)
+        write_result(run_dir, result)
+        record(store, run_dir, result)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val"))
         rule = escape(outcome.selection_rule)
         self.console.print(f"  done in {wall:.0f} s (step {outcome.selected_step}, {rule}): {shown}")
+        if outcome.metrics.get(RULE_MET) == 0.0:
+            self.console.print(
+                "[yellow]  this pre-training did not meet the study's rule (pretraining.rule); the report "
+                "flags its rows[/yellow]"
+            )
         self.report.executed.append(run.hash)
 
 
@@ -208,20 +225,57 @@ def describe(run: PlannedRun) -> str:
     )
 
 
+STATUSES = ("done", "running", "queued", "interrupted", "failed", "blocked", "pending")
+STOPPED = ("failed", "blocked")  # a pre-training run in these states blocks its fine-tuning runs
+
+
 def study_status(folder: Path) -> tuple[Counter, list[dict]]:
-    """Counts by status (done / running / interrupted / failed / pending) and one dict per run of the
-    study's current spec (runs of an earlier version of the spec stay in the store, unlisted)."""
+    """Counts by status (``STATUSES``) and one dict per run of the study's current spec (runs of an
+    earlier version of the spec stay in the store, unlisted).  New result files are entered into the
+    store first (``results.sync_results``)."""
     if not (folder / DB_NAME).is_file():
         raise UserError(f"{folder} is not a study folder (no {DB_NAME}); start one with `synthpre study run`")
     _, runs = load_study(folder)
+    sync_results(folder, runs)
+    rows = run_states(folder, runs)
+    return Counter(row["status"] for row in rows), rows
+
+
+def run_states(folder: Path, runs: list[PlannedRun]) -> list[dict]:
+    """The store's rows with the state of each run's job where it has one (``jobs.job_status``: queued,
+    running or interrupted while it has left no result), and ``blocked`` where a pre-training run the
+    run needs failed.  Each row also has ``job`` (its record or None) and ``detail``."""
+    from synthpre.experiments.jobs import job_status, queue_states, read_job
+
+    rows = {row["hash"]: row for row in run_rows(folder, runs)}
+    records = {run.hash: read_job(folder, run.hash) for run in runs}
+    unfinished = [records[h] for h, row in rows.items() if row["status"] in ("pending", "interrupted")]
+    queue = queue_states([record for record in unfinished if record])
+    by_hash: dict[str, dict] = {}
+    for run in (run for run in runs if run.hash in rows):
+        row = rows[run.hash] | {"job": records[run.hash], "detail": ""}
+        if row["status"] in ("pending", "interrupted") and row["job"]:
+            row["status"], row["detail"] = job_status(row["job"], queue)
+        failed = next((d for d in run.deps if by_hash.get(d, {}).get("status") in STOPPED), None)
+        if failed and row["status"] in ("pending", "interrupted", "queued"):
+            row["status"], row["detail"] = "blocked", f"pre-training run {failed} failed"
+        by_hash[run.hash] = row
+    return list(by_hash.values())
+
+
+def run_rows(folder: Path, runs: list[PlannedRun]) -> list[dict]:
+    """The store's row of each of ``runs`` that it knows, with its effective status (read only): that
+    of the run's result file where it has one, which the store may not have entered yet."""
+    by_hash = {run.hash: run for run in runs}
     store = Store(folder, read_only=True)
     try:
-        rows = [
-            dict(row) | {"status": store.effective_status(row)} for row in store.runs([r.hash for r in runs])
-        ]
+        rows = []
+        for row in store.runs(list(by_hash)):
+            result = read_result(run_dir_of(folder, by_hash[row["hash"]]))
+            rows.append(dict(row) | {"status": result["status"] if result else store.effective_status(row)})
+        return rows
     finally:
         store.close()
-    return Counter(row["status"] for row in rows), rows
 
 
 def load_study(folder: Path) -> tuple[StudySpec, list[PlannedRun]]:
@@ -231,6 +285,11 @@ def load_study(folder: Path) -> tuple[StudySpec, list[PlannedRun]]:
         raise UserError(f"{folder} holds no {SPEC_NAME}; run `synthpre study run SPEC --out {folder}` first")
     spec = load_spec(spec_path)
     return spec, build_plan(spec)
+
+
+def provenance() -> dict[str, str]:
+    """What made a result: the synthpre version and commit (stored with every result)."""
+    return {"synthpre_version": synthpre.__version__, "git_commit": git_commit()}
 
 
 def git_commit() -> str:

@@ -24,11 +24,13 @@ PAPER_LRS = (1e-2, 3e-3, 1e-3)  # App. B: the fine-tuning learning-rate sweep
 
 
 # Fields the study sets itself (``execute.pretraining_settings`` / ``finetuning_settings``): a
-# ``train:`` block may not override them.
-STUDY_PRETRAIN_FIELDS = ("out_dir", "seed")
+# ``train:`` block may not override them.  The selection fields of pre-training come from the study's
+# one pre-training rule (``pretraining.rule``), the same for every task (matched pre-training).
+RULE_FIELDS = ("selection", "selection_metric", "selection_threshold", "selection_step")
+STUDY_PRETRAIN_FIELDS = ("out_dir", "seed", "log_with", *RULE_FIELDS)
 STUDY_FINETUNE_FIELDS = (
     "task", "out_dir", "model", "data", "init_from", "init_scheme", "tokenizer", "learning_rate", "lr_sweep",
-    "train_size", "seed", "dropout", "vocab", "vocab_size", "pre_attn_ln",
+    "train_size", "seed", "dropout", "vocab", "vocab_size", "pre_attn_ln", "log_with",
 )  # fmt: skip
 
 
@@ -38,6 +40,13 @@ def _check_overrides(value: dict[str, Any], module: str, class_name: str, reserv
 
     fields = set(getattr(importlib.import_module(module), class_name).model_fields)
     for key in value:
+        if key in RULE_FIELDS and key in reserved:
+            raise ValueError(
+                f"{key!r} is set by the study's pre-training rule, the same for every task "
+                "(pretraining.rule: threshold or fixed_steps, pretraining.threshold; docs/studies.md)"
+            )
+        if key == "log_with":
+            raise ValueError("'log_with' is the whole study's: `log_with:` at the top of the spec")
         if key in reserved:
             raise ValueError(f"{key!r} is set by the study itself (one run per value of its grid)")
         if key not in fields:
@@ -90,19 +99,74 @@ class PretrainTask(_Strict):
 
 
 class Pretraining(_Strict):
-    """App. A: pre-train each task once; fine-tune from the checkpoint the engine's selection rule picks
-    (``best.json``: the first checkpoint >= 99% validation token accuracy, else the max)."""
+    """App. A: pre-train each task once; fine-tune from the checkpoint that the study's one rule picks
+    for every task (matched pre-training): ``threshold``, the first checkpoint >= ``threshold``
+    validation token accuracy (App. A; ``max_steps`` caps each task, per task if needed), or
+    ``fixed_steps``, the checkpoint at ``pretraining.train.max_steps``, one budget for all tasks."""
 
     tasks: dict[str, PretrainTask] = Field(default_factory=dict, description="label -> task")
     train: dict[str, Any] = Field(default_factory=dict, description="engine overrides (TrainConfig fields)")
     # "shared": one pre-training run (seed 0) for all fine-tuning seeds; "per_seed": one per seed, a new
     # synthetic dataset each time (App. Table 6: "for each seed, a different synthetic pre-training set").
     seeds: Literal["shared", "per_seed"] = "shared"
+    rule: Literal["threshold", "fixed_steps"] = Field(
+        "threshold", description="threshold: first checkpoint >= threshold (App. A); fixed_steps: max_steps"
+    )
+    threshold: float = Field(0.99, gt=0, le=1, description="validation token accuracy of rule: threshold")
 
     @field_validator("train")
     @classmethod
     def _engine_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _check_overrides(value, "synthpre.train", "TrainConfig", STUDY_PRETRAIN_FIELDS)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Pretraining:
+        """``fixed_steps``: one stated budget, shared by every task, that no early stop cuts short."""
+        if self.rule != "fixed_steps" or not self.tasks:
+            return self
+        if "threshold" in self.model_fields_set:
+            raise ValueError("threshold belongs to rule: threshold; rule fixed_steps selects the step")
+        if "max_steps" not in self.train:
+            raise ValueError("rule fixed_steps needs the budget all tasks share: pretraining.train.max_steps")
+        for label, task in self.tasks.items():
+            if "max_steps" in task.train:
+                raise ValueError(
+                    f"tasks.{label}.train.max_steps: rule fixed_steps gives every task the same budget "
+                    "(pretraining.train.max_steps); per-task caps are for rule: threshold"
+                )
+            if {**self.train, **task.train}.get("stop_at_threshold"):
+                raise ValueError(
+                    f"stop_at_threshold (task {label}): rule fixed_steps trains every task its whole budget"
+                )
+        return self
+
+    def engine_fields(self) -> dict[str, Any]:
+        """The ``TrainConfig`` fields of the study's rule: the same for every pre-training task."""
+        if self.rule == "fixed_steps":
+            budget = self.train["max_steps"]
+            return {"selection": "fixed_step", "selection_step": budget, "stop_at_threshold": False}
+        return {"selection": "first_above_threshold", "selection_threshold": self.threshold}
+
+    def task_train(self, label: str) -> dict[str, Any]:
+        """The engine overrides of one task's run: the shared ones, the task's own, then the rule's."""
+        return {**self.train, **self.tasks[label].train, **self.engine_fields()}
+
+    def rule_text(self) -> str:
+        """The rule in words, with each task's cap or the shared budget."""
+        from synthpre.train.config import TrainConfig
+
+        if self.rule == "fixed_steps":
+            budget = self.train["max_steps"]
+            return (
+                f"every pre-training task trains {budget} steps and fine-tuning starts from its "
+                f"step-{budget} checkpoint (one fixed budget)"
+            )
+        caps = {label: TrainConfig(out_dir="", **self.task_train(label)).max_steps for label in self.tasks}
+        cap_text = ", ".join(f"{label} {cap}" for label, cap in caps.items())
+        return (
+            "fine-tuning starts from each pre-training task's first checkpoint with validation token "
+            f"accuracy >= {self.threshold * 100:g}% (App. A), within its cap of max_steps ({cap_text})"
+        )
 
 
 class Baselines(_Strict):
@@ -178,6 +242,24 @@ class ReportDefaults(_Strict):
     lr_choice: Literal["row", "random_init"] = "row"
 
 
+class RunResources(_Strict):
+    """What the Slurm job of one run asks for (``study run --executor slurm``); no part of a run's hash."""
+
+    partition: str | None = Field(default=None, description="Slurm partition (default: the cluster's)")
+    gpus: int = Field(default=1, ge=0, description="GPUs per run (over 1: `accelerate launch` of as many)")
+    hours: float = Field(default=24.0, gt=0, description="time limit of the job")
+    cpus: int | None = Field(default=None, gt=0, description="CPUs of the job")
+    mem_gb: int | None = Field(default=None, gt=0, description="memory of the job")
+    extra: dict[str, str] = Field(default_factory=dict, description="more sbatch options: {account: lab}")
+
+
+class Resources(_Strict):
+    """The resources of each kind of run (``--slurm-*`` flags override them for both)."""
+
+    pretrain: RunResources = Field(default_factory=RunResources)
+    finetune: RunResources = Field(default_factory=RunResources)
+
+
 class StudySpec(_Strict):
     """The whole study; see ``docs/studies.md`` for every field."""
 
@@ -192,6 +274,10 @@ class StudySpec(_Strict):
     pre_attn_ln_values: list[float] = Field(default_factory=list, description="Tables 3/8 sweep")
     downstream: Downstream
     report: ReportDefaults = Field(default_factory=ReportDefaults)
+    resources: Resources = Field(default_factory=Resources)
+    log_with: Literal["tensorboard", "wandb", "mlflow"] = Field(
+        "tensorboard", description="every run's tracker beside tb/ (not part of the runs' hashes)"
+    )
 
     @field_validator("models")
     @classmethod

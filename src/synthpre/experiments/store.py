@@ -164,18 +164,21 @@ class Store:
                 "UPDATE runs SET status='pending', owner=NULL, error=? WHERE hash=?", (error, run_hash)
             )
 
-    def fail(self, run_hash: str, error: str, wall_time: float) -> None:
+    def fail(self, run_hash: str, error: str, wall_time: float, finished: float | None = None) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET status='failed', error=?, finished=?, wall_time=? WHERE hash=?",
-                (error, time.time(), wall_time, run_hash),
+                (error, finished or time.time(), wall_time, run_hash),
             )
 
     def retry_failed(self) -> int:
         with self.transaction() as db:
             return db.execute("UPDATE runs SET status='pending' WHERE status='failed'").rowcount
 
-    def finish(self, run_hash: str, outcome: Outcome, wall_time: float, provenance: dict[str, str]) -> None:
+    def finish(
+        self, run_hash: str, outcome: Outcome, wall_time: float, provenance: dict[str, str],
+        finished: float | None = None,
+    ) -> None:  # fmt: skip
         """Record a finished run: its status, one ``results`` row per metric and its curves."""
         row = self.run(run_hash)
         labels = tuple(row[c] for c in LABEL_COLUMNS)
@@ -183,7 +186,7 @@ class Store:
             db.execute(
                 "UPDATE runs SET status='done', finished=?, wall_time=?, checkpoint=?, error=NULL "
                 "WHERE hash=?",
-                (time.time(), wall_time, outcome.checkpoint, run_hash),
+                (finished or time.time(), wall_time, outcome.checkpoint, run_hash),
             )
             db.execute("DELETE FROM results WHERE run_hash = ?", (run_hash,))
             columns = (

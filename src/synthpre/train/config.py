@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Fields that may change between a run and its resumption (where it lives, how long, how it looks).
-NOT_IDENTITY = ("out_dir", "max_steps", "progress", "stop_at_threshold", "fsdp")
+NOT_IDENTITY = ("out_dir", "max_steps", "progress", "stop_at_threshold", "fsdp", "log_with")
 
 
 class TrainConfig(BaseModel):
@@ -53,6 +53,9 @@ class TrainConfig(BaseModel):
     )
     log_every: int = Field(50, gt=0, description="write training metrics every N steps")
     progress: bool = Field(True, description="show a progress bar")
+    log_with: Literal["tensorboard", "wandb", "mlflow"] = Field(
+        "tensorboard", description="tracker beside metrics.jsonl and tb/: wandb or mlflow (optional extras)"
+    )
 
     @model_validator(mode="after")
     def _fixed_step_has_a_step(self) -> TrainConfig:

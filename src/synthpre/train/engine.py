@@ -44,6 +44,7 @@ from synthpre.train.config import TrainConfig
 from synthpre.train.metrics import MetricsLog
 from synthpre.train.runlock import LOCK_FILE, run_lock
 from synthpre.train.selection import SelectionRule
+from synthpre.train.trackers import check_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -531,6 +532,7 @@ def setup(
     check_batch_split(config.batch_size, world)
     check_lengths(config, model)
     check_fsdp(config, accelerator, extra_eval)
+    check_tracker(config.log_with)
     rule = SelectionRule.from_config(config)
     # FSDP2 shards over the process group: several processes, or one that torchrun started (a world
     # of one: the sharded code path on one GPU); a process in no group has nothing to shard over.
@@ -557,7 +559,10 @@ def setup(
     newest, trainer_state = open_run_dir(
         accelerator, run_dir, full, model, resume=resume, overwrite=overwrite, on_start=on_start
     )
-    log = MetricsLog(run_dir, trainer_state["step"], enabled=accelerator.is_main_process)
+    log = MetricsLog(
+        run_dir, trainer_state["step"], accelerator.is_main_process, config.log_with, config.model_dump()
+    )
+    held.callback(log.close)  # a failed run's trackers end too
     model, optimizer = prepare_model(config, accelerator, model, newest, sharded)
     stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
     validation = Validation(val_source, config, rank, world)

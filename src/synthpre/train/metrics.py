@@ -1,4 +1,5 @@
-"""Where a run reports: ``metrics.jsonl``, TensorBoard events under ``tb/``, and a progress bar.
+"""Where a run reports: ``metrics.jsonl``, TensorBoard events under ``tb/`` (and wandb or mlflow:
+``trackers.py``), and a progress bar.
 
 Every row of ``metrics.jsonl`` has ``step`` and ``split`` ("train" or "val").  On resume from step
 ``N`` the rows of later steps (written by the killed run) are dropped, so the file reads as one run.
@@ -29,9 +30,14 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 class MetricsLog:
-    """Appends metrics rows and TensorBoard scalars (main process only; a no-op elsewhere)."""
+    """Appends metrics rows and passes them to the trackers (main process only; a no-op elsewhere)."""
 
-    def __init__(self, run_dir: Path, start_step: int, enabled: bool) -> None:
+    def __init__(
+        self, run_dir: Path, start_step: int, enabled: bool, log_with: str = "tensorboard",
+        config: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        from synthpre.train.trackers import open_trackers
+
         self.enabled = enabled
         self.bar: tqdm | None = None
         if not enabled:
@@ -40,9 +46,7 @@ class MetricsLog:
         kept = [row for row in read_metrics(run_dir) if row["step"] <= start_step]
         path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self.file = open(path, "a")  # noqa: SIM115 - open for the whole run
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
+        self.trackers = open_trackers(run_dir, start_step, log_with, config or {})
 
     def progress_bar(self, config, start_step: int) -> tqdm:
         self.bar = tqdm(
@@ -60,8 +64,9 @@ class MetricsLog:
             return
         self.file.write(json.dumps({"step": step, "split": split, **values}) + "\n")
         self.file.flush()
-        for name, value in values.items():
-            self.writer.add_scalar(f"{split}/{name}", value, step)
+        scalars = {f"{split}/{name}": value for name, value in values.items()}
+        for tracker in self.trackers:
+            tracker.log(scalars, step=step)
 
     def train(self, step: int, values: dict[str, float]) -> None:
         self._write(step, "train", values)
@@ -79,6 +84,9 @@ class MetricsLog:
             self.bar.write(f"step {step}: val_loss {loss:.4f} val_token_accuracy {accuracy:.4f}")
 
     def close(self) -> None:
+        """End the log (once: the engine also closes it when a run fails)."""
         if self.enabled:
+            self.enabled = False
             self.file.close()
-            self.writer.close()
+            for tracker in self.trackers:
+                tracker.finish()

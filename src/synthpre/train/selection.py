@@ -69,6 +69,13 @@ class SelectionRule:
             return step == self.step
         return self.crosses_threshold(metrics) and not (best is not None and best["threshold_met"])
 
+    def met(self, best: dict) -> bool:
+        """Whether ``best.json`` names a checkpoint that meets the rule itself, not its fallback: one over
+        the threshold (``first_above_threshold``), the one at the step (``fixed_step``); ``max`` always."""
+        if self.mode == "fixed_step":
+            return best["step"] == self.step
+        return self.mode == "max" or best["threshold_met"]
+
     def select(self, evals: list[dict]) -> dict | None:
         """``best.json`` contents for the evaluations so far (only those with a checkpoint count)."""
         scored = [e for e in evals if e.get("checkpoint") and self.metric in e]
@@ -92,7 +99,7 @@ class SelectionRule:
         the step without a checkpoint there)."""
         at_step = [e for e in scored if e["step"] == self.step]
         if at_step:
-            return self._best(at_step[-1], f"App. B fixed step {self.step}")
+            return self._best(at_step[-1], f"fixed step {self.step}")
         if passed:
             return self._best(scored[-1], f"fixed step {self.step} has no checkpoint: newest checkpoint")
         return self._best(scored[-1], f"fixed step {self.step} not reached yet: newest checkpoint")
