@@ -16,14 +16,13 @@ from tests.tiny_runs import run_cli
 from typer.testing import CliRunner
 
 from synthpre.cli import app
+from synthpre.downstream import readers
 from synthpre.downstream.config import FinetuneConfig
 from synthpre.downstream.finetune import finetune
 from synthpre.downstream.layouts import TASK_LAYOUTS
 from synthpre.downstream.readers import mtop_structure
 from synthpre.downstream.registry import get_downstream_task
 from synthpre.errors import UserError
-
-SPLIT_NAMES = {"train": "train", "validation": "validation", "test": "test"}
 
 
 @pytest.fixture(autouse=True)
@@ -520,3 +519,13 @@ def test_downstream_check_reports_layout_counts_lengths_and_truncation(tmp_path:
         app, ["downstream", "check", "--task", "cnndm_10k", "--data", str(tmp_path / "x")]
     )
     assert bad.exit_code == 2 or isinstance(bad.exception, UserError)
+
+
+def test_a_bad_byte_deep_in_a_large_csv_is_found_while_parsing(tmp_path: Path) -> None:
+    """CSV files are not read whole before parsing: a bad byte past the first 64 KiB still names the file."""
+    path = tmp_path / "train.csv"
+    rows = "".join(f"{k},an article {k},a summary\n" for k in range(5000))
+    path.write_bytes(b"id,article,highlights\n" + rows.encode() + b"5000,\xff,x\n")
+    with pytest.raises(UserError, match=r"train\.csv: not UTF-8 text \(at or after line (\d+)\)") as error:
+        list(readers.iter_csv_rows(path, ("article", "highlights")))
+    assert 1000 < int(re.search(r"line (\d+)", str(error.value)).group(1)) <= 5002  # the bad byte is on 5002

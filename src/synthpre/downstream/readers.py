@@ -10,6 +10,7 @@ file cut off inside a quoted field is an error, not one long last row.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import logging
@@ -62,15 +63,35 @@ def require_fields(record: object, fields: Sequence[str], where: str, kind: type
 
 
 # --- files to records -------------------------------------------------------------------------------
+def not_utf8(path: Path, where: str) -> UserError:
+    return UserError(f"{path}: not UTF-8 text ({where}); re-save it as UTF-8")
+
+
 def read_text(path: Path) -> str:
     """The file's text (UTF-8, a byte-order mark dropped); an empty file is an error naming it."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); re-save it as UTF-8") from None
+        raise not_utf8(path, f"byte {error.start}") from None
     if not text.strip():
         raise UserError(f"{path}: the file is empty")
     return text
+
+
+def check_not_empty(path: Path) -> None:
+    """``read_text``'s checks without reading a whole CSV file into memory: decoded in chunks up to its
+    first non-blank character (a bad byte later is found while parsing)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset = 0
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            try:
+                if decoder.decode(chunk).strip():
+                    return
+            except UnicodeDecodeError as error:
+                raise not_utf8(path, f"byte {offset + error.start}") from None
+            offset += len(chunk)
+    raise UserError(f"{path}: the file is empty")
 
 
 def iter_json_records(path: Path) -> Iterator[tuple[str, object]]:
@@ -97,15 +118,18 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, object]]:
 
 def csv_header(path: Path) -> list[str]:
     """The first row of a CSV file (a byte-order mark is not part of the first name)."""
-    read_text(path)
+    check_not_empty(path)
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle), [])
+        try:
+            return next(csv.reader(handle), [])
+        except UnicodeDecodeError:
+            raise not_utf8(path, "line 1") from None
 
 
 def iter_csv_rows(path: Path, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
     """(``file:line``, row) from a CSV file with a header row that names ``fields``."""
     csv.field_size_limit(sys.maxsize)  # news articles exceed csv's 128 KiB default
-    read_text(path)
+    check_not_empty(path)
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, strict=True)
         start = 1  # the line the record being parsed starts on
@@ -130,6 +154,8 @@ def iter_csv_rows(path: Path, fields: Sequence[str]) -> Iterator[tuple[str, dict
                 f"{path}:{start}: not valid CSV ({error}); a quoted field that never closes usually means "
                 "the file was cut off: download it again"
             ) from None
+        except UnicodeDecodeError:
+            raise not_utf8(path, f"at or after line {start}") from None  # decoding reads ahead
 
 
 def table_columns(path: Path) -> list[str]:
