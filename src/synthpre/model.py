@@ -205,7 +205,7 @@ def build_model(
 
 
 def build_from_config(config: PretrainedConfig, seed: int = 0) -> PreTrainedModel:
-    """A fresh model of ``config`` (e.g. a checkpoint's); untied when ``config.tie_word_embeddings`` is False."""
+    """A fresh model of ``config`` (e.g. a checkpoint's); untied when ``tie_word_embeddings`` is False."""
     config = copy.deepcopy(config)  # the model owns its config; the caller's stays untouched
     tied = config.tie_word_embeddings
     if not config.is_encoder_decoder:
@@ -336,7 +336,10 @@ _CAUSAL_OUTSIDE = {
         "gpt_neox.embed_in": "token_embedder", "gpt_neox.final_layer_norm": "decoder/decoder_norm",
         "lm_head": "decoder/logits_dense",
     },
-    "llama": {"model.embed_tokens": "token_embedder", "model.norm": "decoder/decoder_norm", "lm_head": "decoder/logits_dense"},
+    "llama": {
+        "model.embed_tokens": "token_embedder", "model.norm": "decoder/decoder_norm",
+        "lm_head": "decoder/logits_dense",
+    },
 }  # fmt: skip
 
 
@@ -498,7 +501,8 @@ def param_info(name: str) -> ParamInfo:
     """Stack, layer index, block and TYPE of an App. K name."""
     if name.endswith("/bias"):
         base = name.removesuffix("/bias")
-        return dataclasses.replace(param_info(base + ("/scale" if base.endswith("_norm") else "/kernel")), is_bias=True)
+        leaf = "/scale" if base.endswith("_norm") else "/kernel"
+        return dataclasses.replace(param_info(base + leaf), is_bias=True)
     if name == "token_embedder/embedding":
         return ParamInfo(None, None, None, "token_embedding")
     stack, _, rest = name.partition("/")
@@ -617,7 +621,7 @@ def model_class(path: Path) -> type[PreTrainedModel]:
     try:
         model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
-        raise UserError(f"cannot load checkpoint {str(path)!r}: its config.json does not read ({error})") from None
+        raise UserError(f"cannot load checkpoint {str(path)!r}: config.json unreadable ({error})") from None
     if model_type == "t5":
         return T5ForConditionalGeneration
     if model_type in _CAUSAL_LAYERS:
