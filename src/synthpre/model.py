@@ -137,11 +137,11 @@ MODEL_CONFIGS: dict[str, ModelSpec | CausalSpec] = {
     "t5-v1_1-small": ModelSpec(512, 64, 1024, 8, 8, 6, "gated-gelu", tied=False),
     "t5-v1_1-base": ModelSpec(768, 64, 2048, 12, 12, 12, "gated-gelu", tied=False),
     "t5-tiny": ModelSpec(128, 32, 512, 2, 2, 4, "relu", tied=True, vocab_from_tokens=True),
-    "gpt2-tiny": CausalSpec("gpt2", 128, 4, 4, 512, 512, tied=True, vocab_from_tokens=True),
+    "gpt2-tiny": CausalSpec("gpt2", 128, 4, 4, 512, 1024, tied=True, vocab_from_tokens=True),
     "gpt2-small": CausalSpec("gpt2", 768, 12, 12, 3072, 1024, tied=True),
-    "pythia-tiny": CausalSpec("gpt_neox", 128, 4, 4, 512, 512, tied=False, vocab_from_tokens=True),
+    "pythia-tiny": CausalSpec("gpt_neox", 128, 4, 4, 512, 1024, tied=False, vocab_from_tokens=True),
     "pythia-160m": CausalSpec("gpt_neox", 768, 12, 12, 3072, 2048, tied=False),
-    "llama-tiny": CausalSpec("llama", 128, 4, 4, 352, 512, tied=False, vocab_from_tokens=True),
+    "llama-tiny": CausalSpec("llama", 128, 4, 4, 352, 1024, tied=False, vocab_from_tokens=True),
     # ~100M: 12 layers of d 640 (10 heads of 64, SwiGLU 1,728), T5's 32,128 ids (its tokenizer fits)
     "llama-100m": CausalSpec("llama", 640, 12, 10, 1728, 2048, tied=False, vocab_size=T5_VOCAB_SIZE),
 }

@@ -15,7 +15,10 @@ CPU from the global batch, so no process needs a collective for them.  Sources:
   epoch from the seed.
 
 ``collate`` appends EOS, truncates, and pads to the longest example of the batch rounded up to a
-multiple of 8 (dynamic padding: the reference padded everything to 512/512, App. A).
+multiple of 8 (dynamic padding: the reference padded everything to 512/512, App. A).  A decoder-only
+model reads one row per example instead, ``collate_causal``: input, EOS, target, EOS (the first EOS
+separates the prompt from what is learned; with an empty input it starts the sequence, as GPT-2's
+``<|endoftext|>``).  :class:`Collator` is the engine's choice between the two, made by the model kind.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -311,3 +314,77 @@ def collate(
         "attention_mask": torch.from_numpy(attention_mask.astype(np.int64)),
         "labels": torch.from_numpy(labels),
     }
+
+
+def collate_causal(
+    examples: Examples,
+    max_input_len: int,
+    max_target_len: int,
+    pad_multiple: int = 8,
+    loss_on: str = "target",
+) -> dict[str, torch.Tensor]:
+    """Decoder-only rows ``input EOS target EOS PAD...`` with ``input_ids``, ``attention_mask`` and
+    ``labels`` ALIGNED WITH THE LOGITS: ``labels[t]`` is the token at ``t + 1`` where that token is
+    learned, else ``-100``.  Learned: the target and its EOS (``loss_on="target"``), or every token
+    after the first (``"all"``, for language-like streams).  The input and the target are truncated
+    as by :func:`collate` (to ``max_len - 1`` tokens, then EOS), so a row has at most
+    ``max_input_len + max_target_len`` tokens.
+    """
+    inputs, input_lengths = _dense(examples.input_values, examples.input_offsets, max_input_len, 1)
+    targets, target_lengths = _dense(examples.target_values, examples.target_offsets, max_target_len, 1)
+    lengths = input_lengths + target_lengths
+    n = len(lengths)
+    longest = int(lengths.max()) if n else 1
+    width = -(-longest // pad_multiple) * pad_multiple
+    columns = np.arange(width)[None, :]
+    ids = np.full((n, width), PAD_ID, dtype=np.int64)
+    # Row-major boolean masks enumerate each row's tokens in order, with the same count per row.
+    ids[columns < input_lengths[:, None]] = inputs[np.arange(inputs.shape[1]) < input_lengths[:, None]]
+    in_target = (columns >= input_lengths[:, None]) & (columns < lengths[:, None])
+    ids[in_target] = targets[np.arange(targets.shape[1]) < target_lengths[:, None]]
+    following = np.concatenate([ids[:, 1:], np.full((n, 1), PAD_ID, dtype=np.int64)], axis=1)
+    next_position = columns + 1
+    learned = next_position < lengths[:, None]
+    if loss_on == "target":
+        learned &= next_position >= input_lengths[:, None]
+    labels = np.where(learned, following, LABEL_IGNORE)
+    return {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": torch.from_numpy((columns < lengths[:, None]).astype(np.int64)),
+        "labels": torch.from_numpy(labels),
+    }
+
+
+@dataclass(frozen=True)
+class Collator:
+    """How the engine turns examples into tensors and counts their tokens: :func:`collate` for an
+    encoder-decoder model, :func:`collate_causal` for a decoder-only one (``causal``), whose loss is
+    on the target or on every token (``loss_on``)."""
+
+    max_input_len: int
+    max_target_len: int
+    pad_multiple: int = 8
+    causal: bool = False
+    loss_on: Literal["target", "all"] = "target"
+
+    def __call__(self, examples: Examples) -> dict[str, torch.Tensor]:
+        if self.causal:
+            return collate_causal(
+                examples, self.max_input_len, self.max_target_len, self.pad_multiple, self.loss_on
+            )
+        return collate(examples, self.max_input_len, self.max_target_len, self.pad_multiple)
+
+    def token_counts(self, examples: Examples) -> tuple[int, int]:
+        """(tokens the loss is on, real tokens) of a batch once collated, counted without collating."""
+        inputs = int(collated_lengths(examples.input_lengths, self.max_input_len).sum())
+        targets = int(collated_lengths(examples.target_lengths, self.max_target_len).sum())
+        if self.causal and self.loss_on == "all":
+            return inputs + targets - len(examples), inputs + targets
+        return targets, inputs + targets
+
+    @property
+    def max_row_length(self) -> int:
+        """The longest sequence a model reads: a causal row holds the input and the target."""
+        if self.causal:
+            return self.max_input_len + self.max_target_len
+        return max(self.max_input_len, self.max_target_len)

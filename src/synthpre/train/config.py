@@ -23,6 +23,11 @@ class TrainConfig(BaseModel):
     max_input_len: int = Field(512, ge=2, description="inputs are truncated to this many tokens (with EOS)")
     max_target_len: int = Field(512, ge=2, description="targets are truncated to this many tokens (with EOS)")
     dropout: float | None = Field(0.1, ge=0, lt=1, description="dropout rate set on the model; None keeps it")
+    loss_on: Literal["target", "all"] = Field(
+        "target",
+        description="decoder-only models: loss on the target tokens (after the input and its EOS), or on "
+        "every token (language-like streams)",
+    )
     lr_schedule: Literal["t5_rsqrt", "constant"] = Field(
         "t5_rsqrt", description="t5_rsqrt: min(lr, 1/sqrt(step)); constant: lr (fine-tuning, App. B)"
     )

@@ -1,10 +1,12 @@
 """THE training loop, for synthetic pre-training and fine-tuning alike (App. A and App. B).
 
-One ``train(config, model, train_source, val_source)`` call: Adafactor with T5's schedule (or a
-constant rate), batches that are pure functions of (seed, step, rank) with dynamic padding, loss on
-target tokens (optional z-loss), teacher-forced validation accuracy, atomic checksummed checkpoints,
-the checkpoint selection of App. A and App. B (``selection.py``), exact resume, and ``accelerate`` for
-several processes (DDP, or FSDP2 with ``fsdp``; launch with ``accelerate launch``).
+One ``train(config, model, train_source, val_source)`` call for an encoder-decoder (T5) or a
+decoder-only model (the model kind decides the collation: ``Collator``): Adafactor with T5's schedule
+(or a constant rate), batches that are pure functions of (seed, step, rank) with dynamic padding, loss
+on target tokens (optional z-loss; a decoder-only model may also learn every token, ``loss_on``),
+teacher-forced validation accuracy, atomic checksummed checkpoints, the checkpoint selection of
+App. A and App. B (``selection.py``), exact resume, and ``accelerate`` for several processes (DDP,
+or FSDP2 with ``fsdp``; launch with ``accelerate launch``).
 
 Read it top to bottom: the optimizer, the checks of the input, the forward pass and the validation
 set, the :class:`Run` that a run's phases share, the phases themselves (``setup``, ``train_step``,
@@ -30,15 +32,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from synthpre.data.stream import (
-    LABEL_IGNORE,
-    BatchStream,
-    ExampleSource,
-    check_batch_split,
-    collate,
-    collated_lengths,
-)
+from synthpre.data.stream import LABEL_IGNORE, BatchStream, Collator, ExampleSource, check_batch_split
 from synthpre.errors import UserError, disk_full, is_disk_full
+from synthpre.model import is_causal, set_dropout
 from synthpre.train import checkpoints as ckpt
 from synthpre.train.config import TrainConfig
 from synthpre.train.metrics import MetricsLog
@@ -118,26 +114,30 @@ def check_fsdp(config: TrainConfig, accelerator, extra_eval: ExtraEval | None) -
         raise UserError("fsdp (--fsdp) cannot run generation metrics on one process; fine-tune without it")
 
 
-def check_lengths(config: TrainConfig, model: torch.nn.Module) -> None:
-    """Relative attention has no hard length limit; a config that declares ``n_positions`` sets one."""
+def check_lengths(collator: Collator, model: torch.nn.Module) -> None:
+    """T5's relative attention has no hard length limit; a config that declares ``n_positions`` (GPT-2)
+    or ``max_position_embeddings`` (a rotary decoder-only model) sets one, and a decoder-only row holds
+    the input and the target."""
     limit = getattr(model.config, "n_positions", None)
-    longest = max(config.max_input_len, config.max_target_len)
-    if limit is not None and longest > limit:
+    if limit is None and collator.causal:
+        limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and collator.max_row_length > limit:
+        what = "max_input_len + max_target_len" if collator.causal else "max_input_len/max_target_len"
         raise UserError(
-            f"max length {longest} is above what this model supports ({limit}); lower "
+            f"{what} = {collator.max_row_length} is above what this model supports ({limit}); lower "
             "max_input_len/max_target_len (--max-input-len/--max-target-len)"
         )
 
 
-def set_dropout(model: torch.nn.Module, rate: float) -> None:
-    """Every dropout of the model: the ``nn.Dropout`` layers and the attention-probability dropout,
-    which transformers' T5 keeps as a plain float attribute ``dropout`` of each attention module."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = rate
-        elif isinstance(getattr(module, "dropout", None), float):
-            module.dropout = rate
-    model.config.dropout_rate = rate
+def make_collator(config: TrainConfig, model: torch.nn.Module) -> Collator:
+    """The model kind decides the collation (``Collator``); ``loss_on="all"`` needs a decoder-only model."""
+    causal = is_causal(model)
+    if config.loss_on == "all" and not causal:
+        raise UserError(
+            "loss_on all (--loss-on all) trains a decoder-only model on every token; an encoder-decoder "
+            "model learns its targets: leave it out, or choose a decoder-only --model (`synthpre models`)"
+        )
+    return Collator(config.max_input_len, config.max_target_len, config.pad_multiple, causal, config.loss_on)
 
 
 def full_config(config: TrainConfig, model: torch.nn.Module, train_source, val_source, extra: dict) -> dict:
@@ -273,8 +273,14 @@ def token_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (picked >= logits.amax(-1)) & (labels != LABEL_IGNORE)
 
 
-def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Teacher forcing: decoder inputs are the labels shifted right (start token 0), as in T5."""
+def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], causal: bool) -> torch.Tensor:
+    """Logits aligned with ``batch["labels"]``.  Encoder-decoder: teacher forcing, the decoder reads the
+    labels shifted right (start token 0), as in T5.  Decoder-only: the row itself (``collate_causal``
+    already aligned each label with the position that predicts it)."""
+    if causal:
+        return model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        ).logits
     decoder_input_ids = batch["labels"].clamp_min(0)
     decoder_input_ids = torch.cat([torch.zeros_like(decoder_input_ids[:, :1]), decoder_input_ids[:, :-1]], 1)
     return model(
@@ -288,38 +294,37 @@ def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
 class Validation:
     """The fixed held-out set, collated once (sorted by length) and sharded over processes."""
 
-    def __init__(self, source: ExampleSource, config: TrainConfig, rank: int, world_size: int) -> None:
+    def __init__(
+        self, source: ExampleSource, config: TrainConfig, collator: Collator, rank: int, world_size: int
+    ) -> None:
         available = source.num_examples
         n = config.num_val_examples if available is None else min(config.num_val_examples, available)
         examples = source.examples(np.arange(n, dtype=np.int64))
         order = np.argsort(examples.input_lengths + examples.target_lengths, kind="stable")
-        self.config = config
+        self.config, self.causal = config, collator.causal
         size = config.eval_batch_size or config.batch_size
         chunks = [order[i : i + size] for i in range(0, n, size)]
-        self.batches = [
-            collate(examples.take(rows), config.max_input_len, config.max_target_len, config.pad_multiple)
-            for rows in chunks[rank::world_size]
-        ]
+        self.batches = [collator(examples.take(rows)) for rows in chunks[rank::world_size]]
         # FSDP gathers parameters inside every forward pass, so all processes must make the same number
         # of passes: a process short of a batch runs the first one again and ignores the result.
         passes = math.ceil(len(chunks) / world_size)
         self.idle_passes = passes - len(self.batches)
         if self.idle_passes:
-            self.idle_batch = collate(
-                examples.take(chunks[0]), config.max_input_len, config.max_target_len, config.pad_multiple
-            )
+            self.idle_batch = collator(examples.take(chunks[0]))
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, accelerator) -> dict[str, float]:
         """Teacher-forced loss, token accuracy and sequence accuracy (all target tokens right)."""
         for _ in range(self.idle_passes):
             with autocast(self.config, accelerator.device):
-                forward_logits(model, {k: v.to(accelerator.device) for k, v in self.idle_batch.items()})
+                forward_logits(
+                    model, {k: v.to(accelerator.device) for k, v in self.idle_batch.items()}, self.causal
+                )
         totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)
         for batch in self.batches:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with autocast(self.config, accelerator.device):
-                logits = forward_logits(model, batch)
+                logits = forward_logits(model, batch, self.causal)
             valid = batch["labels"] != LABEL_IGNORE
             loss = summed_cross_entropy(logits.float(), batch["labels"])
             right = token_hits(logits, batch["labels"])
@@ -351,6 +356,7 @@ class Run:
     accelerator: Any
     model: torch.nn.Module  # wrapped for several processes (DDP), or sharded (FSDP2), maybe compiled
     optimizer: Any  # accelerate's wrapper; ``optimizer.optimizer`` is the torch optimizer
+    collator: Collator  # the model kind's collation: encoder-decoder or decoder-only
     stream: BatchStream
     validation: Validation
     rule: SelectionRule
@@ -530,7 +536,8 @@ def setup(
     # ---- checks: bad input fails here, before anything is written
     check_accelerator(accelerator)
     check_batch_split(config.batch_size, world)
-    check_lengths(config, model)
+    collator = make_collator(config, model)
+    check_lengths(collator, model)
     check_fsdp(config, accelerator, extra_eval)
     check_tracker(config.log_with)
     rule = SelectionRule.from_config(config)
@@ -565,12 +572,12 @@ def setup(
     held.callback(log.close)  # a failed run's trackers end too
     model, optimizer = prepare_model(config, accelerator, model, newest, sharded)
     stream = BatchStream(train_source, config.seed, config.batch_size, rank, world, config.bucket_steps)
-    validation = Validation(val_source, config, rank, world)
+    validation = Validation(val_source, config, collator, rank, world)
     evals = trainer_state["evals"]
     return Run(
-        config, accelerator, model, optimizer, stream, validation, rule, log, run_dir, sharded, extra_eval,
-        trainer_state, step=trainer_state["step"], tokens_total=trainer_state["tokens"], evals=evals,
-        best=rule.select(evals), last_eval=evals[-1] if evals else None,
+        config, accelerator, model, optimizer, collator, stream, validation, rule, log, run_dir, sharded,
+        extra_eval, trainer_state, step=trainer_state["step"], tokens_total=trainer_state["tokens"],
+        evals=evals, best=rule.select(evals), last_eval=evals[-1] if evals else None,
     )  # fmt: skip
 
 
@@ -578,14 +585,9 @@ def next_batch(run: Run, step: int) -> tuple[dict[str, torch.Tensor], int, int]:
     """This process's collated batch, and the GLOBAL batch's target tokens and real (unpadded)
     tokens: counted on the CPU from the global batch, a pure function of the step, so that no
     process waits on a collective (or the host on a device) to learn them."""
-    config = run.config
     everyone = run.stream.global_examples(step)
-    batch = collate(
-        run.stream.share(everyone), config.max_input_len, config.max_target_len, config.pad_multiple
-    )
-    targets = int(collated_lengths(everyone.target_lengths, config.max_target_len).sum())
-    inputs = int(collated_lengths(everyone.input_lengths, config.max_input_len).sum())
-    return batch, targets, targets + inputs
+    learned, real = run.collator.token_counts(everyone)
+    return run.collator(run.stream.share(everyone)), learned, real
 
 
 def train_step(
@@ -596,7 +598,7 @@ def train_step(
     config, accelerator = run.config, run.accelerator
     batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_batch.items()}
     with run.autocast():
-        logits = forward_logits(run.model, batch).float()
+        logits = forward_logits(run.model, batch, run.collator.causal).float()
     ce_sum = summed_cross_entropy(logits, batch["labels"])
     loss = ce_sum
     z_sum = torch.zeros((), device=logits.device)
@@ -655,7 +657,7 @@ def evaluate_and_select(run: Run, scheduled_save: bool) -> bool:
     run.last_eval = {"step": step, **metrics, "checkpoint": name if is_save else None}
     run.evals.append(run.last_eval)
     run.best = run.rule.select(run.evals)
-    run.log.validation(step, {**metrics, **run.clocks()})
+    run.log.validation(step, {**metrics, "tokens": run.tokens_total, **run.clocks()})
     return is_save
 
 

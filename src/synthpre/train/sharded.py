@@ -1,4 +1,4 @@
-"""FSDP2 for the engine (``--fsdp``): shard the T5 blocks, and an Adafactor that steps sharded weights.
+"""FSDP2 for the engine (``--fsdp``): shard the model's blocks, and an Adafactor that steps sharded weights.
 
 ``accelerate`` applies FSDP only on CUDA and pairs it with any optimizer; ``torch.optim.Adafactor``
 cannot step FSDP2's sharded (DTensor) weights, because its factored second moments reduce over a
@@ -12,13 +12,15 @@ from __future__ import annotations
 import torch
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
-from transformers.models.t5.modeling_t5 import T5Block
 
 
 def shard_model(model: torch.nn.Module) -> None:
-    """One FSDP unit per T5 block (encoder and decoder), the rest (embeddings, head, norms) at the root."""
+    """One FSDP unit per transformer block (T5's encoder and decoder blocks, a decoder-only model's
+    layers: the classes transformers lists in ``_no_split_modules``), the rest (embeddings, head,
+    norms) at the root."""
+    blocks = tuple(model._no_split_modules)
     for module in model.modules():
-        if isinstance(module, T5Block):
+        if type(module).__name__ in blocks:
             fully_shard(module)
     fully_shard(model)
 
