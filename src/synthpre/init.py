@@ -1,14 +1,18 @@
 """Stage 5: parameter statistics, initialization schemes from statistics, and Figure 6 (Sec. 5, App. H).
 
-Statistics are keyed by App. K (T5X) names.  Every scheme starts from a fresh T5 initialization of the
-target config and overwrites the parameters it covers, group by group, in one of two modes (the
-authors' ``init_mean_std`` and ``init_scale``, research ``original_repo.md`` 4):
+Statistics are keyed by App. K (T5X) names, App. K-style ones for decoder-only models (GPT-2, Pythia,
+Llama: :func:`synthpre.model.named_weights`; a fused q/k/v projection is three views, query, key and
+value, each a parameter of its own here).  Every scheme starts from a fresh initialization of the target
+config (its family's own) and overwrites the parameters it covers, group by group, in one of two modes
+(the authors' ``init_mean_std`` and ``init_scale``, research ``original_repo.md`` 4):
 
 * ``mean_sd``: every parameter of the group ~ N(pooled mean, pooled SD);
-* ``scale``: layer-norm scales = the pooled mean (a constant), other parameters ~ N(0, pooled SD).
+* ``scale``: layer-norm scales = the pooled mean (a constant), other parameters (a norm's bias too)
+  ~ N(0, pooled SD).
 
-The token embedding is never set from statistics (the authors' groupings leave it out); relative-position
-tables are ordinary parameters.  ``docs/init_schemes.md`` has the table of schemes with the paper's names.
+The token embedding is never set from statistics (the authors' groupings leave it out); position tables
+(T5's relative ones, GPT-2's absolute one) are ordinary parameters; biases (GPT-2, Pythia) are pooled
+only with biases.  ``docs/init_schemes.md`` has the table of schemes with the paper's names.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import T5ForConditionalGeneration
+from transformers import PreTrainedModel
 
 from synthpre.errors import UserError, lookup
 from synthpre.model import (
@@ -30,8 +34,8 @@ from synthpre.model import (
     build_model,
     is_norm,
     load_model,
+    named_weights,
     param_info,
-    t5x_names,
 )
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -80,18 +84,13 @@ class ParamStats:
 
 
 Stats = dict[str, ParamStats]  # App. K name -> statistics
-Source = T5ForConditionalGeneration | str | Path | Mapping[str, ParamStats] | Mapping[str, torch.Tensor]
-
-
-def named_weights(model: T5ForConditionalGeneration) -> dict[str, torch.Tensor]:
-    """App. K name -> parameter of every distinct parameter (a tied output head appears once)."""
-    params = dict(model.named_parameters())
-    return {t5x: params[hf] for hf, t5x in t5x_names(model).items()}
+Source = PreTrainedModel | str | Path | Mapping[str, ParamStats] | Mapping[str, torch.Tensor]
 
 
 def source_weights(source: Source) -> dict[str, torch.Tensor] | None:
-    """The weights of a model, checkpoint folder or ``{App. K name: tensor}``; None for statistics."""
-    if isinstance(source, T5ForConditionalGeneration):
+    """The weights of a model (T5 or decoder-only), checkpoint folder or ``{App. K name: tensor}``;
+    None for statistics."""
+    if isinstance(source, PreTrainedModel):
         return named_weights(source)
     if isinstance(source, str | Path):
         return named_weights(load_model(source))
@@ -124,69 +123,91 @@ class Group:
     mode: str
 
 
+# What pools with what, the one rule for every architecture (T5, GPT-2, Pythia, Llama): a parameter's
+# TYPE for the across-layers statistics, its PART for the per-layer and whole-model ones.  Biases never
+# pool with kernels, nor a norm's bias with its scale.
+POSITION_KINDS = frozenset({"relpos", "position_embedding"})  # T5's relative tables, GPT-2's absolute one
+
+
+def param_type(name: str) -> str:
+    """The TYPE of a parameter: its kind (``query``, ``pre_attention_norm``, ...), ``<kind>_bias`` for
+    a bias."""
+    info = param_info(name)
+    return f"{info.kind}_bias" if info.is_bias else info.kind
+
+
+def param_part(name: str) -> str:
+    """The PART of a parameter: ``norms`` (a norm's scale), ``biases`` (of kernels and norms), its kind
+    for a position table (``relpos``, ``position_embedding``), else ``weights``."""
+    info = param_info(name)
+    if info.is_norm:
+        return "norms"
+    if info.is_bias:
+        return "biases"
+    return info.kind if info.kind in POSITION_KINDS else "weights"
+
+
 def _statistics_names(names: Iterable[str]) -> list[str]:
     """Every parameter but the token embedding, which statistics schemes leave fresh (App. H, authors)."""
     return [n for n in names if param_info(n).kind != "token_embedding"]
 
 
+def _pooled_groups(names: Iterable[str], label: Callable[[str], str]) -> list[Group]:
+    """Scale-mode groups of the parameters that share a label, in the order of their first parameter."""
+    groups: dict[str, list[str]] = {}
+    for name in _statistics_names(names):
+        groups.setdefault(label(name), []).append(name)
+    return [Group(key, tuple(members), "scale") for key, members in groups.items()]
+
+
 def per_param_groups(names: Iterable[str], mode: str, kinds: frozenset[str] | None = None) -> list[Group]:
-    """One group per parameter, optionally only the parameters of the given TYPEs."""
+    """One group per parameter, optionally only the parameters of the given kinds (their biases too)."""
     chosen = [n for n in _statistics_names(names) if kinds is None or param_info(n).kind in kinds]
     return [Group(n, (n,), mode) for n in chosen]
 
 
 def across_layers_groups(names: Iterable[str]) -> list[Group]:
-    """App. H Across Layers Scale: one group per parameter TYPE, pooled over every layer and both stacks."""
-    by_kind: dict[str, list[str]] = {}
-    for name in _statistics_names(names):
-        by_kind.setdefault(param_info(name).kind, []).append(name)
-    return [Group(f"type/{kind}", tuple(members), "scale") for kind, members in by_kind.items()]
+    """App. H Across Layers Scale: one group per parameter TYPE (``type/query``, ``type/query_bias``,
+    ...), pooled over every layer and both stacks."""
+    return _pooled_groups(names, lambda name: f"type/{param_type(name)}")
 
 
 def per_layer_groups(names: Iterable[str]) -> list[Group]:
-    """App. H Per Layer Scale: per layer, all its non-norm weights (SD) and all its norms (mean).
+    """App. H Per Layer Scale: per layer, its weights (SD), its norms (mean) and its biases (SD).
 
-    Parameters outside the layers (final norms, relative-position tables, an untied output head) keep
-    one statistic each, as in the authors' code.  The layers come from the names, i.e. the config.
+    Parameters outside the layers (final norms and their biases, position tables, an untied output head)
+    keep one statistic each, as in the authors' code.  The layers come from the names, i.e. the config.
     """
-    groups: dict[str, list[str]] = {}
-    for name in _statistics_names(names):
+
+    def label(name: str) -> str:
         info = param_info(name)
-        if info.layer is None:
-            groups[name] = [name]
-        else:
-            part = "norms" if info.is_norm else "weights"
-            groups.setdefault(f"{info.stack}/layers_{info.layer}/{part}", []).append(name)
-    return [Group(label, tuple(members), "scale") for label, members in groups.items()]
+        return name if info.layer is None else f"{info.stack}/layers_{info.layer}/{param_part(name)}"
+
+    return _pooled_groups(names, label)
 
 
 def whole_model_groups(names: Iterable[str]) -> list[Group]:
-    """App. H Whole Model Scale: one SD for all weight matrices, one mean for all norms (final ones too).
+    """App. H Whole Model Scale: one SD for all weight matrices, one mean for all norms (final ones too),
+    one SD for all biases.
 
-    The two relative-position tables pool into a third statistic, as in the authors' code: pooled with
-    the kernels, their SD (tiny count) would be replaced by the kernels'.
+    The position tables pool into a statistic of their own, as in the authors' code: pooled with the
+    kernels, their SD (tiny count) would be replaced by the kernels'.
     """
-    groups: dict[str, list[str]] = {}
-    for name in _statistics_names(names):
-        info = param_info(name)
-        label = (
-            "model/norms" if info.is_norm else "model/relpos" if info.kind == "relpos" else "model/weights"
-        )
-        groups.setdefault(label, []).append(name)
-    return [Group(label, tuple(members), "scale") for label, members in groups.items()]
+    return _pooled_groups(names, lambda name: f"model/{param_part(name)}")
 
 
 ATTENTION_KINDS = frozenset({"query", "key", "value", "out"})
 NORM_KINDS = frozenset({"pre_attention_norm", "pre_mlp_norm", "final_norm"})
 
-# Named parameter groups for the per-parameter schemes "<group>_mean_sd" and "<group>_scale".
+# Named parameter groups for the per-parameter schemes "<group>_mean_sd" and "<group>_scale", by kind:
+# a kind selects the biases of its kernels and norms too.
 PARAM_GROUPS: dict[str, frozenset[str] | None] = {
     "per_param": None,  # every parameter but the token embedding
     "pre_attn_ln": frozenset({"pre_attention_norm"}),  # incl. the decoder pre-cross-attention norms
     "attention": ATTENTION_KINDS,  # q, k, v, o of every attention block
     "pre_mlp_ln": frozenset({"pre_mlp_norm"}),
     "mlp": frozenset({"mlp_wi", "mlp_wo"}),
-    "relpos": frozenset({"relpos"}),
+    "relpos": POSITION_KINDS,  # the position tables (the name stays, for existing studies)
     "norms": NORM_KINDS,
 }
 
@@ -209,18 +230,26 @@ def _per_param_scheme(group: str, mode: str) -> Callable[[list[str]], list[Group
 _GROUP_WORDS = {  # group -> (what it re-draws, the row-name prefix)
     "per_param": ("every parameter but the token embedding", "Per Param"),
     "pre_attn_ln": (
-        "the pre-attention norms (encoder; decoder pre-self and pre-cross)",
+        "the pre-attention norms (T5: encoder, decoder pre-self and pre-cross; decoder-only: pre-self), "
+        "with any biases",
         "Pre-attn LN Per Param",
     ),
-    "attention": ("q, k, v, o of every attention block", "Attention Per Param"),
-    "pre_mlp_ln": ("the pre-MLP norms", "Pre-MLP LN Per Param"),
-    "mlp": ("the MLP wi (wi_0, wi_1) and wo", "MLP Per Param"),
-    "relpos": ("the relative-position tables", "Rel-pos Tables"),
-    "norms": ("all layer norms (pre-attention, pre-MLP, final)", "Layer Norms"),
+    "attention": ("q, k, v, o of every attention block, with any biases", "Attention Per Param"),
+    "pre_mlp_ln": ("the pre-MLP norms, with any biases", "Pre-MLP LN Per Param"),
+    "mlp": ("the MLP wi (wi_0, wi_1) and wo, with any biases", "MLP Per Param"),
+    "relpos": (
+        "the position tables (T5's relative-position tables, GPT-2's absolute one; rotary Pythia and "
+        "Llama have none)",
+        "Rel-pos Tables",
+    ),
+    "norms": ("all layer norms (pre-attention, pre-MLP, final), with any biases", "Layer Norms"),
 }
 _MODE_WORDS = {  # mode -> (how, the row-name suffix)
     "mean_sd": ("each drawn from N(mean, SD) of that pre-trained parameter", "Mean/SD"),
-    "scale": ("norms set to the mean of that pre-trained norm, others drawn from N(0, its SD)", "Scale"),
+    "scale": (
+        "norm scales set to the mean of that pre-trained scale, others (biases too) drawn from N(0, its SD)",
+        "Scale",
+    ),
 }
 _PAPER_REFS = {
     "per_param_mean_sd": "Sec. 5.1, Tables 2, 5, 7",
@@ -253,20 +282,21 @@ SCHEMES: dict[str, Scheme] = {
         "App. H, Table 5",
         "per_param_scale with one statistic per parameter TYPE pooled over all layers: queries, keys, "
         "values, attention outputs, MLP wi, MLP wo, pre-attention norms, pre-MLP norms, final norms, "
-        "relative-position tables (and an untied output head)",
+        "position tables (and an untied output head); the biases of each TYPE one statistic of their own",
         across_layers_groups,
     ),
     "per_layer_scale": Scheme(
         "Per Layer Scale",
         "App. H, Table 5",
-        "per layer: SD of all its non-norm weights, mean of all its norms; final norms, relative-position "
-        "tables and an untied output head one statistic each",
+        "per layer: SD of all its weight matrices, mean of all its norms, SD of all its biases; final "
+        "norms, position tables and an untied output head one statistic each",
         per_layer_groups,
     ),
     "whole_model_scale": Scheme(
         "Whole Model Scale",
         "Table 5",
-        "one SD for all weight matrices, one mean for all norms, one SD for both relative-position tables",
+        "one SD for all weight matrices, one mean for all norms, one SD for all biases, one SD for the "
+        "position tables",
         whole_model_groups,
     ),
 }
@@ -336,7 +366,7 @@ def _check_shapes(
 
 
 def apply_scheme(
-    model: T5ForConditionalGeneration,
+    model: PreTrainedModel,
     source: Source,
     scheme: str,
     seed: int,
@@ -348,14 +378,21 @@ def apply_scheme(
     ``source``: a pre-trained model, checkpoint folder, ``{App. K name: tensor}``, or statistics
     (``parameter_stats`` or a ``synthpre stats`` JSON entry) for the statistics schemes.
     ``seed`` seeds the draws.  ``fresh_embeddings`` (``full`` only) keeps the token embedding fresh.
-    Returns the groups set (``full``: one group of the copied names).
+    Returns the groups set (``full``: one group of the copied names).  A scheme that covers no parameter
+    of ``model`` (the position tables of a rotary model) is a ``UserError``.
     """
     spec = check_scheme(scheme)
     target = named_weights(model)
     if spec.groups is None:
         return [_copy_weights(target, source, fresh_embeddings)]
-    stats = parameter_stats(source)
     groups = spec.groups(list(target))
+    if not groups:
+        types = ", ".join(dict.fromkeys(map(param_type, target)))
+        raise UserError(
+            f"init scheme {scheme!r} covers no parameter of this {model.config.model_type} model: it sets "
+            f"{spec.description}. This model's parameter TYPEs: {types}"
+        )
+    stats = parameter_stats(source)
     shapes = {name: value.shape for name, value in stats.items()}
     _check_shapes(target, shapes, [n for g in groups for n in g.names], statistics=True)
     generator = _draw_generator(seed)
@@ -383,12 +420,13 @@ def _copy_weights(target: dict[str, torch.Tensor], source: Source, fresh_embeddi
     return Group("full", tuple(names), "copy")
 
 
-def set_pre_attention_norms(model: T5ForConditionalGeneration, value: float) -> list[str]:
-    """Table 3 / App. Table 8: all pre-attention norm scales (encoder; decoder self, cross) = ``value``."""
+def set_pre_attention_norms(model: PreTrainedModel, value: float) -> list[str]:
+    """Table 3 / App. Table 8: all pre-attention norm scales = ``value`` (T5: encoder, decoder self and
+    cross; decoder-only: pre-self-attention); their biases stay as they are."""
     names = []
     with torch.no_grad():
         for name, weight in named_weights(model).items():
-            if param_info(name).kind == "pre_attention_norm":
+            if _is_pre_attention_scale(name):
                 weight.fill_(value)
                 names.append(name)
     return names
@@ -410,7 +448,7 @@ class InitConfig:
         return asdict(self)
 
 
-def initialize(config: InitConfig) -> T5ForConditionalGeneration:
+def initialize(config: InitConfig) -> PreTrainedModel:
     """A fresh model of the target config with the scheme applied (or the pre-attention norms set).
 
     The target is ``config.model`` (at the source's vocabulary unless ``vocab_size`` is given), else the
@@ -433,7 +471,9 @@ def initialize(config: InitConfig) -> T5ForConditionalGeneration:
         target_config.vocab_size = config.vocab_size or target_config.vocab_size
         model = build_from_config(target_config, seed=config.seed)
     else:
-        raise UserError("--pre-attn-ln-value builds a fresh model: name it with --model (e.g. t5-small)")
+        raise UserError(
+            "--pre-attn-ln-value builds a fresh model: name it with --model (e.g. t5-small, gpt2-small)"
+        )
     if config.scheme is not None:
         apply_scheme(model, source, config.scheme, config.seed, fresh_embeddings=config.fresh_embeddings)
     else:
@@ -443,11 +483,16 @@ def initialize(config: InitConfig) -> T5ForConditionalGeneration:
 
 # --- Figure 6 -----------------------------------------------------------------------------------
 
-FIGURE6_PANELS = (
+FIGURE6_PANELS = (  # a decoder-only model has the second one only
     ("encoder", "attention", "encoder pre-attention layer norm"),
     ("decoder", "self_attention", "decoder pre-self-attention layer norm"),
     ("decoder", "encoder_decoder_attention", "decoder pre-cross-attention layer norm"),
 )
+
+
+def _is_pre_attention_scale(name: str) -> bool:
+    info = param_info(name)
+    return info.kind == "pre_attention_norm" and info.is_norm
 
 
 def pre_attention_norm_means(stats: Stats, stack: str, block: str) -> list[tuple[int, float]]:
@@ -455,30 +500,42 @@ def pre_attention_norm_means(stats: Stats, stack: str, block: str) -> list[tuple
     points = []
     for name, value in stats.items():
         info: ParamInfo = param_info(name)
-        if info.kind == "pre_attention_norm" and info.stack == stack and info.block == block:
+        if _is_pre_attention_scale(name) and info.stack == stack and info.block == block:
             points.append((info.layer, value.mean))
     return sorted(points)
 
 
 def plot_figure6(stats_by_model: Mapping[str, Stats], path: str | Path) -> Path:
-    """Figure 6: per layer, the mean pre-attention norm scale; one line per model, one panel per norm."""
+    """Figure 6: per layer, the mean pre-attention norm scale; one line per model, one panel per norm
+    that some model has (T5 three, a decoder-only model one); each model keeps its colour throughout."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(len(FIGURE6_PANELS), 1, figsize=(6, 8), sharex=True)
-    for axis, (stack, block, title) in zip(axes, FIGURE6_PANELS, strict=True):
-        for label, stats in stats_by_model.items():
-            points = pre_attention_norm_means(stats, stack, block)
-            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    panels = []  # (title, model -> points) of the panels that some model has
+    for stack, block, title in FIGURE6_PANELS:
+        by_model = {label: pre_attention_norm_means(s, stack, block) for label, s in stats_by_model.items()}
+        if any(by_model.values()):
+            panels.append((title, by_model))
+    if not panels:
+        raise UserError("Figure 6: none of the models has pre-attention norm scales to plot")
+    figure, axes = plt.subplots(len(panels), 1, figsize=(6, 2 + 2 * len(panels)), sharex=True, squeeze=False)
+    handles = {}
+    for axis, (title, by_model) in zip(axes[:, 0], panels, strict=True):
+        for colour, (label, points) in enumerate(by_model.items()):
+            if points:
+                (handles[label],) = axis.plot(
+                    [p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{colour}"
+                )
         axis.set_title(title, fontsize=10)
         axis.set_ylabel("mean scale")
         axis.grid(alpha=0.3)
-    axes[-1].set_xlabel("layer")
-    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(fontsize=8)
+    axes[-1, 0].set_xlabel("layer")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    labels = [label for label in stats_by_model if label in handles]
+    axes[0, 0].legend([handles[label] for label in labels], labels, fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -64,9 +64,8 @@ def _print_table(reports: dict[str, dict]) -> None:
         columns = ("mean", "SD", "min", "max", "count") if single else ("mean", "SD")
         for column in columns:
             table.add_column(column if single else f"{label} {column}", justify="right")
-    first = next(iter(reports.values()))
-    for section in ("params", "groups"):
-        for name in first[section]:
+    for section in ("params", "groups"):  # every model's rows: a T5 and a GPT-2 have different names
+        for name in dict.fromkeys(name for report in reports.values() for name in report[section]):
             cells = []
             for report in reports.values():
                 row = report[section].get(name)
@@ -95,12 +94,13 @@ def stats(
 ) -> None:
     """Per-parameter statistics (mean, SD, min, max, count, by App. K name) of one or more checkpoints.
 
-    Several checkpoints print side by side.  Below the parameters come the groupings of the init
-    schemes: per TYPE across layers (type/query, ...), per layer (encoder/layers_0/weights and
-    /norms) and whole model.  --plot draws Figure 6 of the paper: per layer, the mean of the
-    pre-attention layer-norm scale (encoder; decoder pre-self- and pre-cross-attention), one line
-    per model, e.g. `synthpre stats runs/set/best runs/lime/best --label Set --label LIME
-    --random-init --plot fig6.png`.
+    T5 or decoder-only (GPT-2, Pythia, Llama: App. K-style names, a fused q/k/v as query, key and
+    value).  Several checkpoints print side by side.  Below the parameters come the groupings of the
+    init schemes: per TYPE across layers (type/query, type/query_bias, ...), per layer
+    (encoder/layers_0/weights, /norms, /biases) and whole model.  --plot draws Figure 6 of the paper:
+    per layer, the mean of the pre-attention layer-norm scale (T5: encoder, decoder pre-self- and
+    pre-cross-attention; decoder-only: pre-self-attention), one line per model, e.g. `synthpre stats
+    runs/set/best runs/lime/best --label Set --label LIME --random-init --plot fig6.png`.
     """
     from synthpre.init import parameter_stats, plot_figure6
     from synthpre.model import build_from_config, check_checkpoint, load_model
@@ -165,8 +165,10 @@ def init(
 ) -> None:
     """Initialize a model from a pre-trained checkpoint's weights or statistics (Sec. 5, App. H).
 
-    Every scheme starts from a fresh T5 initialization of the target config (seeded by --seed) and
-    overwrites only the parameters it covers; the token embedding is never set from statistics.
+    T5 or decoder-only (GPT-2, Pythia, Llama).  Every scheme starts from a fresh initialization of the
+    target config (its family's own, seeded by --seed) and overwrites only the parameters it covers; the
+    token embedding is never set from statistics; a scheme that covers no parameter of the target
+    (relpos_* on a rotary model) is an error.
     Writes a Hugging Face checkpoint folder and init_config.json.  Examples:
     `synthpre init --from runs/set/best --scheme per_param_mean_sd --seed 1 --out init/set-meansd`;
     `synthpre init --model t5-small --pre-attn-ln-value 0.2 --out init/ln-0.2`.
