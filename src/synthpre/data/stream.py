@@ -18,7 +18,9 @@ CPU from the global batch, so no process needs a collective for them.  Sources:
 multiple of 8 (dynamic padding: the reference padded everything to 512/512, App. A).  A decoder-only
 model reads one row per example instead, ``collate_causal``: input, EOS, target, EOS (the first EOS
 separates the prompt from what is learned; with an empty input it starts the sequence, as GPT-2's
-``<|endoftext|>``).  :class:`Collator` is the engine's choice between the two, made by the model kind.
+``<|endoftext|>``).  :class:`Collator` is the engine's choice between the two, made by the model kind;
+with ``pack_length`` it packs the decoder-only rows (``pack_causal``: document masking and positions
+that restart with every example).
 """
 
 from __future__ import annotations
@@ -355,24 +357,65 @@ def collate_causal(
     }
 
 
+def pack_causal(batch: dict[str, torch.Tensor], pack_length: int) -> dict[str, torch.Tensor]:
+    """A :func:`collate_causal` batch packed into rows of exactly ``pack_length`` tokens: ``input_ids``,
+    ``labels`` and ``position_ids``, no ``attention_mask``.
+
+    Each row (document) is placed whole, in batch order, into the first packed row with room for it
+    (first fit), after the documents already there; the rest of a packed row is PAD (label -100).
+    Positions restart at 0 with every document (padding: 0), and a document's last label is already
+    -100, so no label crosses documents.  Given ``position_ids``, no ``attention_mask`` and no cache
+    (``use_cache=False``, as the engine's forward pass), transformers
+    (``masking_utils.find_packed_sequence_indices``) starts a new sequence wherever a position does not
+    follow its predecessor and lets each token attend, causally, to its own sequence only: packed rows
+    compute what the unpacked rows compute.  ``pack_length`` must hold the longest row.
+    """
+    lengths = batch["attention_mask"].sum(1).numpy()
+    if len(lengths) and lengths.max() > pack_length:
+        raise ValueError(f"a row of {lengths.max()} tokens does not fit in pack_length {pack_length}")
+    free = np.full(len(lengths), pack_length)
+    rows, starts = np.empty((2, len(lengths)), dtype=np.int64)  # each document's packed row and column
+    for i, length in enumerate(lengths.tolist()):
+        row = int(np.argmax(free >= length))  # the first packed row with room (a fresh one always has)
+        rows[i], starts[i] = row, pack_length - free[row]
+        free[row] -= length
+    num_rows = int(rows.max()) + 1 if len(rows) else 0
+    position = np.arange(int(lengths.sum())) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
+    flat = np.repeat(rows * pack_length + starts, lengths) + position
+    real = np.arange(batch["input_ids"].shape[1]) < lengths[:, None]  # row-major: documents in order
+    packed = {}
+    for key, pad in (("input_ids", PAD_ID), ("labels", LABEL_IGNORE), ("position_ids", 0)):
+        values = np.full(num_rows * pack_length, pad, dtype=np.int64)
+        values[flat] = position if key == "position_ids" else batch[key].numpy()[real]
+        packed[key] = torch.from_numpy(values.reshape(num_rows, pack_length))
+    return packed
+
+
 @dataclass(frozen=True)
 class Collator:
     """How the engine turns examples into tensors and counts their tokens: :func:`collate` for an
     encoder-decoder model, :func:`collate_causal` for a decoder-only one (``causal``), whose loss is
-    on the target or on every token (``loss_on``)."""
+    on the target or on every token (``loss_on``), packed into rows of ``pack_length`` tokens
+    (:func:`pack_causal`) when that is set."""
 
     max_input_len: int
     max_target_len: int
     pad_multiple: int = 8
     causal: bool = False
     loss_on: Literal["target", "all"] = "target"
+    pack_length: int | None = None
 
     def __call__(self, examples: Examples) -> dict[str, torch.Tensor]:
         if self.causal:
-            return collate_causal(
+            batch = collate_causal(
                 examples, self.max_input_len, self.max_target_len, self.pad_multiple, self.loss_on
             )
+            return batch if self.pack_length is None else pack_causal(batch, self.pack_length)
         return collate(examples, self.max_input_len, self.max_target_len, self.pad_multiple)
+
+    def unpacked(self) -> Collator:
+        """The same collation without packing (validation: its sequence accuracy counts rows)."""
+        return dataclasses.replace(self, pack_length=None)
 
     def token_counts(self, examples: Examples) -> tuple[int, int]:
         """(tokens the loss is on, real tokens) of a batch once collated, counted without collating."""

@@ -28,6 +28,14 @@ class TrainConfig(BaseModel):
         description="decoder-only models: loss on the target tokens (after the input and its EOS), or on "
         "every token (language-like streams)",
     )
+    pack_length: int | None = Field(
+        None,
+        gt=0,
+        description="decoder-only models: pack each batch's rows (input EOS target EOS, truncated as "
+        "always), whole and in batch order (first fit), into rows of exactly this many tokens, each "
+        "example masked from the others and its positions restarting at 0 (the loss is the unpacked "
+        "batch's); at least max_input_len + max_target_len; validation stays unpacked",
+    )
     lr_schedule: Literal["t5_rsqrt", "constant"] = Field(
         "t5_rsqrt", description="t5_rsqrt: min(lr, 1/sqrt(step)); constant: lr (fine-tuning, App. B)"
     )

@@ -114,13 +114,19 @@ def check_fsdp(config: TrainConfig, accelerator, extra_eval: ExtraEval | None) -
         raise UserError("fsdp (--fsdp) cannot run generation metrics on one process; fine-tune without it")
 
 
-def check_lengths(collator: Collator, model: torch.nn.Module) -> None:
-    """T5's relative attention has no hard length limit; a config that declares ``n_positions`` (GPT-2)
-    or ``max_position_embeddings`` (a rotary decoder-only model) sets one, and a decoder-only row holds
-    the input and the target."""
+def position_limit(model: torch.nn.Module) -> int | None:
+    """The longest sequence ``model`` reads: T5's relative attention has no hard limit (None); a config
+    that declares ``n_positions`` (GPT-2) or ``max_position_embeddings`` (a rotary decoder-only model)
+    sets one."""
     limit = getattr(model.config, "n_positions", None)
-    if limit is None and collator.causal:
+    if limit is None and is_causal(model):
         limit = getattr(model.config, "max_position_embeddings", None)
+    return limit
+
+
+def check_lengths(collator: Collator, model: torch.nn.Module) -> None:
+    """Rows must fit the model's :func:`position_limit`; a decoder-only row holds the input and the target."""
+    limit = position_limit(model)
     if limit is not None and collator.max_row_length > limit:
         what = "max_input_len + max_target_len" if collator.causal else "max_input_len/max_target_len"
         raise UserError(
@@ -129,15 +135,44 @@ def check_lengths(collator: Collator, model: torch.nn.Module) -> None:
         )
 
 
+# Attention implementations whose mask transformers builds per document from packed position_ids in any
+# batch (tested); flash_attention_2 does so only for a single flattened row.
+PACKED_ATTENTION = ("sdpa", "eager")
+
+
 def make_collator(config: TrainConfig, model: torch.nn.Module) -> Collator:
-    """The model kind decides the collation (``Collator``); ``loss_on="all"`` needs a decoder-only model."""
+    """The model kind decides the collation (``Collator``); ``loss_on="all"`` and ``pack_length`` need a
+    decoder-only model, and a packed row holds the longest example row in attention of
+    ``PACKED_ATTENTION``."""
     causal = is_causal(model)
     if config.loss_on == "all" and not causal:
         raise UserError(
             "loss_on all (--loss-on all) trains a decoder-only model on every token; an encoder-decoder "
             "model learns its targets: leave it out, or choose a decoder-only --model (`synthpre models`)"
         )
-    return Collator(config.max_input_len, config.max_target_len, config.pad_multiple, causal, config.loss_on)
+    if config.pack_length is not None and not causal:
+        raise UserError(
+            "pack_length (--pack-length) packs the rows of a decoder-only model; an encoder-decoder model "
+            "reads its inputs and targets apart: leave it out, or choose a decoder-only --model "
+            "(`synthpre models`)"
+        )
+    collator = Collator(
+        config.max_input_len, config.max_target_len, config.pad_multiple, causal, config.loss_on,
+        config.pack_length,
+    )  # fmt: skip
+    if config.pack_length is not None and config.pack_length < collator.max_row_length:
+        raise UserError(
+            f"pack_length {config.pack_length} (--pack-length) is below the longest row, max_input_len + "
+            f"max_target_len = {collator.max_row_length}: every example is packed whole, so use "
+            f"--pack-length {collator.max_row_length} or more, or lower --max-input-len/--max-target-len"
+        )
+    attention = getattr(model.config, "_attn_implementation", None)
+    if config.pack_length is not None and attention not in PACKED_ATTENTION:
+        raise UserError(
+            f"pack_length (--pack-length) needs attention that transformers masks per document from "
+            f"position_ids ({', '.join(PACKED_ATTENTION)}); this model uses {attention}: leave it out"
+        )
+    return collator
 
 
 def full_config(config: TrainConfig, model: torch.nn.Module, train_source, val_source, extra: dict) -> dict:
@@ -276,10 +311,14 @@ def token_hits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], causal: bool) -> torch.Tensor:
     """Logits aligned with ``batch["labels"]``.  Encoder-decoder: teacher forcing, the decoder reads the
     labels shifted right (start token 0), as in T5.  Decoder-only: the row itself (``collate_causal``
-    already aligned each label with the position that predicts it)."""
+    already aligned each label with the position that predicts it); a packed batch (``pack_causal``)
+    has ``position_ids`` and no ``attention_mask``, from which transformers masks each document to itself."""
     if causal:
         return model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            position_ids=batch.get("position_ids"),
+            use_cache=False,
         ).logits
     decoder_input_ids = batch["labels"].clamp_min(0)
     decoder_input_ids = torch.cat([torch.zeros_like(decoder_input_ids[:, :1]), decoder_input_ids[:, :-1]], 1)
@@ -292,11 +331,13 @@ def forward_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], causa
 
 
 class Validation:
-    """The fixed held-out set, collated once (sorted by length) and sharded over processes."""
+    """The fixed held-out set, collated once (sorted by length, never packed: its sequence accuracy
+    counts rows) and sharded over processes."""
 
     def __init__(
         self, source: ExampleSource, config: TrainConfig, collator: Collator, rank: int, world_size: int
     ) -> None:
+        collator = collator.unpacked()
         available = source.num_examples
         n = config.num_val_examples if available is None else min(config.num_val_examples, available)
         examples = source.examples(np.arange(n, dtype=np.int64))
