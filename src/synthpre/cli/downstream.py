@@ -29,12 +29,14 @@ def _floats(text: str, option: str) -> list[float]:
 
 
 def task_defaults_text(field: str) -> str:
-    """The App. D.3 defaults of ``field`` over the registered tasks, e.g. "the task's: 128; webqsp 32"."""
+    """The App. D.3 defaults of ``field`` over the registered tasks, e.g. "the task's: 128; webqsp 32"
+    (a task without one, such as text_lm's max_decode_len, is left out)."""
     from collections import Counter
 
     from synthpre.downstream.registry import DOWNSTREAM_TASKS
 
-    values = {name: getattr(task.defaults, field) for name, task in DOWNSTREAM_TASKS.items()}
+    defaults = {name: getattr(task.defaults, field) for name, task in DOWNSTREAM_TASKS.items()}
+    values = {name: value for name, value in defaults.items() if value is not None}
     common = Counter(values.values()).most_common(1)[0][0]
     others = ", ".join(f"{name} {value:,}" for name, value in values.items() if value != common)
     return f"the task's, App. D.3: {common:,}" + (f"; {others}" if others else "")
@@ -64,8 +66,9 @@ def finetune(
     overwrite: bool = typer.Option(False, help="delete the run files already in --out and start over"),
     **given: Any,
 ) -> None:
-    """Fine-tune a T5 on a downstream task with the engine of `synthpre pretrain` (App. B / D.3 defaults:
-    Adafactor with a constant learning rate, dropout 0.1, the task's batch, lengths and steps).
+    """Fine-tune a T5 or a decoder-only model (prompt `input EOS`, loss on the target) on a downstream
+    task with the engine of `synthpre pretrain` (App. B / D.3 defaults: Adafactor with a constant learning
+    rate, dropout 0.1, the task's batch, lengths and steps).
 
     The checkpoint chosen by the task's App. B rule goes into OUT/results.json.  Example on a CPU:
     `synthpre finetune --task smiles_canonicalize --model t5-tiny --tokenizer chars --out runs/smiles`.
@@ -100,7 +103,8 @@ def evaluate(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Decode a split with the run's selected checkpoint (batched greedy or beam search, up to the task's
-    max decode length); writes RUN/eval/SPLIT/predictions.jsonl and metrics.json."""
+    max decode length); writes RUN/eval/SPLIT/predictions.jsonl and metrics.json.  A language-modelling
+    run (text_lm) is not decoded: metrics.json holds the split's loss, perplexity and token accuracy."""
     from synthpre import recipes
 
     if threads:
@@ -180,12 +184,11 @@ def list_downstream() -> None:
         table.add_column(column)
     for task in DOWNSTREAM_TASKS.values():
         d = task.defaults
+        data = "--data" if task.needs_data else "built in" + (" or --data" if task.layouts else "")
         table.add_row(
-            task.name, "--data" if task.needs_data else "built in", f"{d.learning_rate:g}",
-            f"{d.max_input_len}/{d.max_target_len}", str(d.batch_size), f"{d.max_steps:,}",
-            f"{d.eval_every:,}",
-            str(d.max_decode_len), d.selection + (f" {d.selection_step:,}" if d.selection_step else ""),
-            task.headline_metric,
+            task.name, data, f"{d.learning_rate:g}", f"{d.max_input_len}/{d.max_target_len}",
+            str(d.batch_size), f"{d.max_steps:,}", f"{d.eval_every:,}", str(d.max_decode_len or "-"),
+            d.selection + (f" {d.selection_step:,}" if d.selection_step else ""), task.headline_metric,
         )  # fmt: skip
     console = Console()
     console.print(table)

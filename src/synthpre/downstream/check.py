@@ -60,8 +60,8 @@ def tokenizer_name(config: FinetuneConfig) -> str:
         return "characters of the training split (--tokenizer chars)"
     if config.tokenizer or config.init_from:
         return f"the tokenizer of {config.tokenizer or config.init_from}"
-    if not get_downstream_task(config.task).needs_data:
-        return "characters of the training split (the offline tasks' default)"
+    if get_downstream_task(config.task).chars_by_default:
+        return "characters of the training split (the offline seq2seq tasks' default)"
     return "SentencePiece trained on the training split (what `synthpre finetune` would train)"
 
 

@@ -22,12 +22,14 @@ class FinetuneConfig(BaseModel):
     model: str = Field(
         "t5-small", description="named model config of a fresh model (random or statistics init)"
     )
-    data: str | None = Field(None, description="folder with the task's downloaded files (the App. D tasks)")
+    data: str | None = Field(
+        None, description="folder with the task's downloaded files (the App. D tasks; text_lm: local text)"
+    )
     data_format: str | None = Field(
         None, description="layout of the files in data (default: detected; `synthpre downstream list`)"
     )
     init_from: str | None = Field(
-        None, description="checkpoint, pre-training run folder, or local HF T5 folder"
+        None, description="checkpoint, pre-training run folder, or local HF folder (T5 or decoder-only)"
     )
     init_scheme: str = Field(
         "full", description="full (copy all weights) or a statistics scheme (`synthpre init`)"
@@ -57,7 +59,8 @@ class FinetuneConfig(BaseModel):
     max_decode_len: int | None = Field(None, gt=0, description="max decoded tokens")
     eval_decode: int | None = Field(
         None, ge=0, description="validation examples decoded at each evaluation (default: all for the "
-        "tasks selected on a generation metric and the offline tasks, none otherwise)"
+        "tasks selected on a generation metric and the offline seq2seq tasks, none otherwise; text_lm "
+        "is never decoded)"
     )  # fmt: skip
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout during fine-tuning (T5: 0.1)")
     bucket_steps: int = Field(1, gt=0, description="sort each window of N steps' examples by length")
@@ -74,7 +77,7 @@ class FinetuneConfig(BaseModel):
 
         task = get_downstream_task(self.task)
         d = task.defaults
-        decode_all = d.selection == BEST_VAL_METRIC or not task.needs_data
+        decode_all = not task.is_language_model and (d.selection == BEST_VAL_METRIC or not task.needs_data)
         return self.model_copy(
             update={
                 "learning_rate": self.learning_rate or d.learning_rate,

@@ -5,6 +5,10 @@ batch size, lengths and max steps (App. D.3), evaluation and a checkpoint every 
 WebQSP).  At each evaluation the engine measures teacher-forced validation token accuracy and, through
 its ``extra_eval`` hook, we decode validation examples for the task's generation metrics.  The selection
 rule of App. B picks the checkpoint; ``results.json`` records it, the rule and the metrics.
+
+The model may be a T5 or a decoder-only model (``--model gpt2-tiny``, or a causal ``--init-from``): the
+model decides, not this module.  The engine trains a decoder-only model on rows ``input EOS target EOS``
+with the loss on the target, and decoding continues the prompt ``input EOS`` (``decoding.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 
 from synthpre.data.stream import DatasetSource
 from synthpre.downstream.config import FinetuneConfig
-from synthpre.downstream.decoding import DecodeOptions, predict_and_score
+from synthpre.downstream.decoding import DecodeOptions, check_decode_lengths, predict_and_score
 from synthpre.downstream.readers import TextExample
 from synthpre.downstream.registry import DownstreamTask, get_downstream_task
 from synthpre.errors import UserError
@@ -36,6 +40,7 @@ from synthpre.tokenizer import (
 from synthpre.tokens import token_space
 from synthpre.train import TrainConfig, newest_valid_checkpoint, train
 from synthpre.train.checkpoints import STATE, write_json_atomic
+from synthpre.train.engine import ExtraEval, check_lengths, make_collator
 from synthpre.train.selection import BEST_VAL_METRIC, RULE_TEXT, best_of
 
 RESULTS_FILE = "results.json"
@@ -92,8 +97,9 @@ def tokenizer_text(examples: list[TextExample]) -> list[str]:
 
 
 def choose_tokenizer(config: FinetuneConfig, train: list[TextExample]) -> TextTokenizer:
-    """``--tokenizer chars`` | a folder | the ``--init-from`` folder's own tokenizer | a new SentencePiece
-    model trained on the training split (``synthpre tokenizer train`` does the same once, to reuse)."""
+    """``--tokenizer chars`` | a folder | the ``--init-from`` folder's own tokenizer | characters for
+    the offline seq2seq tasks | a new SentencePiece model trained on the training split (``synthpre
+    tokenizer train`` does the same once, to reuse)."""
     if config.tokenizer == "chars":
         return CharTokenizer.from_texts([e.input + e.target for e in train])
     if config.tokenizer is not None:
@@ -101,7 +107,7 @@ def choose_tokenizer(config: FinetuneConfig, train: list[TextExample]) -> TextTo
     init = Path(config.init_from) if config.init_from else None
     if init is not None and any((init / f).exists() for f in ("tokenizer.json", "spiece.model")):
         return load_pretrained_tokenizer(init)
-    if not get_downstream_task(config.task).needs_data:
+    if get_downstream_task(config.task).chars_by_default:
         return CharTokenizer.from_texts([e.input + e.target for e in train])
     with tempfile.TemporaryDirectory() as tmp:  # saved into the run folder only once the run starts
         return train_sentencepiece(tokenizer_text(train), Path(tmp))
@@ -152,6 +158,11 @@ def train_config(config: FinetuneConfig, num_val: int) -> TrainConfig:
     """The engine's settings: the fields shared with ``TrainConfig`` as they are (``out_dir`` too),
     App. B's constant learning rate, a checkpoint at every evaluation, and the task's App. B rule."""
     task = get_downstream_task(config.task)
+    if task.is_language_model and config.eval_decode:
+        raise UserError(
+            f"eval_decode {config.eval_decode} (--eval-decode): {task.name} is language modelling, scored by "
+            "its teacher-forced validation loss and never decoded: leave it out"
+        )
     if task.defaults.selection == BEST_VAL_METRIC and not config.eval_decode:
         raise UserError(
             f"eval_decode 0 (--eval-decode): {task.name} chooses its checkpoint on validation "
@@ -165,18 +176,26 @@ def train_config(config: FinetuneConfig, num_val: int) -> TrainConfig:
     )  # fmt: skip
 
 
-def generation_hook(
-    task: DownstreamTask, config: FinetuneConfig, tokenizer: TextTokenizer, val: list[TextExample]
-):
-    """The engine's ``extra_eval``: greedy-decode validation examples, return ``val_<metric>`` scores."""
-    chosen = val[: config.eval_decode]
-    options = DecodeOptions(
-        config.max_input_len, config.max_decode_len, beams=1, batch_size=config.batch_size
+def decode_options(
+    config: FinetuneConfig, beams: int = 1, batch_size: int | None = None, progress: bool = False
+) -> DecodeOptions:
+    """How a run decodes: its max input and decode lengths, ``beams``, its batch size unless given."""
+    return DecodeOptions(
+        config.max_input_len, config.max_decode_len, beams, batch_size or config.batch_size, progress
     )
 
+
+def generation_hook(
+    task: DownstreamTask, config: FinetuneConfig, tokenizer: TextTokenizer, val: list[TextExample]
+) -> ExtraEval | None:
+    """The engine's ``extra_eval``: greedy-decode ``eval_decode`` validation examples, return
+    ``val_<metric>`` scores; None when none are decoded."""
+    chosen = val[: config.eval_decode]
+    if not chosen:
+        return None
+    options = decode_options(config)
+
     def hook(model: torch.nn.Module, step: int) -> dict[str, float]:
-        if not chosen:
-            return {}
         _, scores = predict_and_score(task, model, tokenizer, chosen, options)
         return {f"val_{k}": v for k, v in scores.items()}
 
@@ -209,10 +228,14 @@ def finetune_one(config: FinetuneConfig, resume: bool = False, overwrite: bool =
         load_run_tokenizer(saved) if resume and saved.is_dir() else choose_tokenizer(config, train_examples)
     )
     model = initial_model(config, tokenizer)
+    settings = train_config(config, len(val_examples))
+    check_lengths(make_collator(settings, model), model)  # the engine's check, before the decoding one
+    if not task.is_language_model:
+        check_decode_lengths(model, decode_options(config))  # now, not when evaluating
     train_source = DatasetSource(to_examples(train_examples, tokenizer), name=f"{task.name}/train")
     val_source = DatasetSource(to_examples(val_examples, tokenizer), name=f"{task.name}/validation")
     result = train(
-        train_config(config, len(val_examples)), model, train_source, val_source,
+        settings, model, train_source, val_source,
         resume=resume, overwrite=overwrite, extra_eval=generation_hook(task, config, tokenizer, val_examples),
         extra_config={"finetune": config.model_dump()},
         on_start=lambda folder: tokenizer.save(folder / TOKENIZER_DIR),

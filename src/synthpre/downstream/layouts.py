@@ -191,9 +191,10 @@ TASK_LAYOUTS: dict[str, tuple[Layout, ...]] = {
 }  # fmt: skip
 
 
-def find_layout(task: str, data: Path | None, data_format: str | None = None) -> Layout:
-    """The layout of ``task`` that ``data`` holds (or the one ``data_format`` names)."""
-    layouts = TASK_LAYOUTS[task]
+def find_layout(
+    task: str, layouts: Sequence[Layout], data: Path | None, data_format: str | None = None
+) -> Layout:
+    """The one of ``task``'s ``layouts`` that ``data`` holds (or the one ``data_format`` names)."""
     if data is None:
         raise UserError(f"task {task!r} reads local files: set data (--data DIR); see docs/downstream.md")
     if not data.exists():

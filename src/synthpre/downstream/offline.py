@@ -32,13 +32,27 @@ def stdlib_python_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if not SKIPPED_DIRS.intersection(p.relative_to(root).parts))
 
 
-def functions_with_docstrings(path: Path, module: str) -> list[tuple[str, str, str]]:
-    """(qualified name, code without its docstring, first docstring line) of every function in a file."""
+def stdlib_modules() -> list[tuple[str, Path]]:
+    """(dotted module name, file) of the running interpreter's standard library (``sysconfig``'s
+    ``stdlib`` folder, as :func:`stdlib_python_files` filters it), sorted by file."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return [(".".join(p.relative_to(root).with_suffix("").parts), p) for p in stdlib_python_files(root)]
+
+
+def parse_python(path: Path) -> ast.Module | None:
+    """The syntax tree of a standard-library file; None for one that does not parse on this interpreter."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid escape sequences in old modules
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            return ast.parse(path.read_text(encoding="utf-8"))
     except (SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def functions_with_docstrings(path: Path, module: str) -> list[tuple[str, str, str]]:
+    """(qualified name, code without its docstring, first docstring line) of every function in a file."""
+    tree = parse_python(path)
+    if tree is None:
         return []
     found = []
 
@@ -65,10 +79,8 @@ def split_of(key: str, held_out: dict[str, range]) -> str:
 @lru_cache(maxsize=1)
 def pycode_examples() -> dict[str, list[TextExample]]:
     """All splits of ``pycode_summarize``; duplicate inputs keep the first qualified name in sorted order."""
-    root = Path(sysconfig.get_paths()["stdlib"])
     pairs = []
-    for path in stdlib_python_files(root):
-        module = ".".join(path.relative_to(root).with_suffix("").parts)
+    for module, path in stdlib_modules():
         pairs.extend(functions_with_docstrings(path, module))
     splits: dict[str, list[TextExample]] = {"train": [], "validation": [], "test": []}
     seen: set[str] = set()
@@ -82,7 +94,7 @@ def pycode_examples() -> dict[str, list[TextExample]]:
     return splits
 
 
-def read_pycode(data: Path | None, split: str) -> list[TextExample]:
+def read_pycode(split: str) -> list[TextExample]:
     return pycode_examples()[split]
 
 
@@ -134,5 +146,5 @@ def smiles_examples() -> dict[str, list[TextExample]]:
     return splits
 
 
-def read_smiles(data: Path | None, split: str) -> list[TextExample]:
+def read_smiles(split: str) -> list[TextExample]:
     return smiles_examples()[split]

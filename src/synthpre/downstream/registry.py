@@ -3,7 +3,9 @@ hyper-parameters of each real task (seqio style: one object bundles everything a
 
 Six tasks of App. D read the files a user downloaded (``--data DIR``, in any layout of
 ``synthpre.downstream.layouts``); two tasks are built from data every installation has
-(``pycode_summarize``, ``smiles_canonicalize``) and need no ``--data``.
+(``pycode_summarize``, ``smiles_canonicalize``) and need no ``--data``.  ``text_lm`` (natural-text
+language modelling, ``synthpre.downstream.text_lm``) reads local text from ``--data DIR``, or without it
+the standard library's docstrings; it is scored by its teacher-forced loss, never decoded.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synthpre.downstream import metrics as m
-from synthpre.downstream import offline, readers
+from synthpre.downstream import offline, readers, text_lm
 from synthpre.downstream.layouts import TASK_LAYOUTS, Layout, find_layout
 from synthpre.downstream.readers import TextExample
 from synthpre.errors import UserError, lookup
@@ -31,7 +33,7 @@ class FinetuneDefaults:
     batch_size: int
     max_steps: int
     eval_every: int
-    max_decode_len: int
+    max_decode_len: int | None  # None: not decoded (language modelling)
     selection: str = MAX_VAL_TOKEN_ACCURACY  # App. B's rule (``synthpre.train.selection``)
     selection_step: int | None = None  # FIXED_STEP
 
@@ -43,10 +45,14 @@ Scorer = Callable[[Sequence[str], m.References, Sequence[Sequence[str]] | None],
 class DownstreamTask:
     name: str
     description: str
-    score: Scorer  # (predictions, references, beam candidates) -> metrics in percent
+    # (predictions, references, beam candidates) -> metrics in percent; None: a language-modelling task,
+    # scored by its teacher-forced loss and never decoded
+    score: Scorer | None
     headline_metric: str  # the metric that BEST_VAL_METRIC selects on and reports first
     defaults: FinetuneDefaults
-    builtin: Callable[[Path | None, str], list[TextExample]] | None = None  # offline tasks: no --data
+    builtin: Callable[[str], list[TextExample]] | None = None  # split -> examples, when there is no --data
+    data_layouts: tuple[Layout, ...] = ()  # the layouts of --data of a task outside App. D (TASK_LAYOUTS)
+    chars_by_default: bool = False  # no --tokenizer: characters instead of a SentencePiece model
     postprocess: Callable[[str], str] = str.strip  # decoded text -> prediction
 
     @property
@@ -54,13 +60,27 @@ class DownstreamTask:
         return self.builtin is None
 
     @property
+    def is_language_model(self) -> bool:
+        """Natural-text language modelling: scored by its teacher-forced loss (perplexity), not decoded."""
+        return self.score is None
+
+    @property
     def layouts(self) -> tuple[Layout, ...]:
-        """The published file layouts it reads from ``--data DIR`` (none for the offline tasks)."""
-        return TASK_LAYOUTS.get(self.name, ())
+        """The file layouts it reads from ``--data DIR`` (none for the offline tasks)."""
+        return TASK_LAYOUTS.get(self.name, self.data_layouts)
 
     def layout(self, data: Path | None, data_format: str | None = None) -> Layout | None:
-        """The layout found in ``data`` (or named by ``data_format``); None for the offline tasks."""
-        return find_layout(self.name, Path(data) if data else None, data_format) if self.needs_data else None
+        """The layout found in ``data`` (or named by ``data_format``); None where the built-in data is
+        used (no ``data``, or a task that reads no files)."""
+        if (data is None and self.builtin is not None) or not self.layouts:
+            if data_format is not None:
+                unless = "unless data (--data DIR) is set" if self.layouts else "only"
+                raise UserError(
+                    f"data_format (--data-format) {data_format!r}: task {self.name!r} reads its built-in "
+                    f"data {unless}"
+                )
+            return None
+        return find_layout(self.name, self.layouts, Path(data) if data else None, data_format)
 
     @property
     def selection(self) -> dict[str, Any]:
@@ -77,9 +97,9 @@ class DownstreamTask:
         """The split's examples, read from ``data`` in its layout (``data_format`` forces one)."""
         if split not in readers.SPLITS:
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(readers.SPLITS)}")
-        if self.builtin is not None:
-            return self.builtin(data, split)
         layout = self.layout(data, data_format)
+        if layout is None:
+            return self.builtin(split)
         return layout.read(layout.split_files(Path(data), split, self.name), split)
 
 
@@ -227,6 +247,7 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
                 max_decode_len=72,
             ),
             builtin=offline.read_pycode,
+            chars_by_default=True,
         ),
         DownstreamTask(
             "smiles_canonicalize",
@@ -243,6 +264,25 @@ DOWNSTREAM_TASKS: dict[str, DownstreamTask] = {
                 max_decode_len=64,
             ),
             builtin=offline.read_smiles,
+            chars_by_default=True,
+        ),
+        DownstreamTask(
+            "text_lm",
+            "natural-text language modelling: passages of --data DIR's text files, or without --data the "
+            "docstrings of this interpreter's standard library",
+            None,
+            "perplexity",
+            FinetuneDefaults(  # measured on a CPU with gpt2-tiny (docs/downstream.md)
+                learning_rate=3e-2,
+                max_input_len=2,
+                max_target_len=256,
+                batch_size=16,
+                max_steps=300,
+                eval_every=30,
+                max_decode_len=None,
+            ),
+            builtin=text_lm.read_docstrings,
+            data_layouts=text_lm.TEXT_LAYOUTS,
         ),
     )
 }
