@@ -247,7 +247,9 @@ def study_presets() -> None:
 
 def report(
     folder: Path = typer.Argument(..., help="a study folder"),
-    table: int = typer.Option(1, "--table", help="the paper table whose layout to use: 1-9"),
+    table: str = typer.Option(
+        "1", "--table", help="the paper table whose layout to use: 1-9; or 'tokens': tokens saved (Hu et al.)"
+    ),
     fmt: str = typer.Option("md", "--format", help="md, latex or csv"),
     metric: list[str] = typer.Option(None, "--metric", help="metric(s) to show, e.g. test_em (repeatable)"),
     lr_choice: str = typer.Option(None, "--lr-choice", help="row (default) or random_init (App. D.3)"),
@@ -257,13 +259,16 @@ def report(
     1/6 init arms x tasks, 4 training-set sizes, 2/5/7 init schemes x pre-training tasks, 3/8 the
     pre-attention layer-norm sweep, 9 with the Average and % of the Random Init -> Pre-trained gap closed.
     Rows that start from a pre-training run show its checkpoint (val acc @ step), † where it did not meet
-    the study's pre-training rule."""
+    the study's pre-training rule.  `--table tokens`: validation loss against natural-text tokens, Random
+    Init vs each arm, and the tokens saved (Hu et al. 2025; e.g. a text_lm study)."""
+    from synthpre.errors import UserError
     from synthpre.experiments.matched import pretraining_check
     from synthpre.experiments.plots import write_plots
     from synthpre.experiments.report import build_table, render
     from synthpre.experiments.results import sync_results
     from synthpre.experiments.runner import load_study
     from synthpre.experiments.store import Store
+    from synthpre.experiments.tokens_saved import arm_curves, tokens_saved_table
 
     spec, runs = load_study(folder)
     sync_results(folder, runs)  # the results of jobs enter the store here, and only new ones
@@ -273,7 +278,13 @@ def report(
         results = store.results(hashes=hashes)
         pretraining = pretraining_check(spec, runs, store.results("pretrain", hashes))
         metrics, choice = metric or spec.report.metrics, lr_choice or spec.report.lr_choice
-        text = render(build_table(results, table, metrics, choice, pretraining=pretraining), fmt)
+        if table == "tokens":
+            built = tokens_saved_table(arm_curves(store, hashes=hashes))
+        elif table.isdigit():
+            built = build_table(results, int(table), metrics, choice, pretraining=pretraining)
+        else:
+            raise UserError(f"--table {table!r}: a paper table 1-9, or 'tokens'")
+        text = render(built, fmt)
         typer.echo(text, nl=False)
         if plot is not None:
             for path in write_plots(store, plot):
@@ -291,15 +302,22 @@ def demo(
         False, "--quick", help="a smoke test: a few steps per run (numbers mean nothing)"
     ),
     threads: int = typer.Option(2, "--threads", help="torch CPU threads"),
+    arch: str = typer.Option(
+        "t5", "--arch", help="t5: the paper's encoder-decoder; causal: a decoder-only LM (Hu et al. 2025)"
+    ),
 ) -> None:
-    """The end-to-end demo on a CPU: pre-train a tiny T5 on Set, fine-tune it on SMILES canonicalization
-    from Random Init, Set Full Init and Set Per-Param Mean/SD, and print the table (about 11 minutes on
-    2 cores; a study run by `synthpre study`, so an interrupted demo resumes where it stopped)."""
+    """The end-to-end demo on a CPU (a study run by `synthpre study`, so an interrupted demo resumes where
+    it stopped).  --arch t5 (about 11 minutes on 2 cores): pre-train a tiny T5 on Set, fine-tune it on
+    SMILES canonicalization from Random Init, Set Full Init and Set Per-Param Mean/SD, print the table.
+    --arch causal: pre-pretrain a tiny decoder-only LM on k-Shuffle Dyck and on Set, train it on natural
+    text (Python docstrings) from Random Init and from each, print validation loss at fixed token counts
+    and the tokens saved."""
     from synthpre.experiments.demo import run_demo
 
     _set_threads(threads)
-    default = Path("runs/demo-quick" if quick else "runs/demo-more" if more else "runs/demo")
-    run_demo(out or default, more=more, quick=quick)
+    name = "demo" if arch == "t5" else f"demo-{arch}"
+    default = Path(f"runs/{name}-quick" if quick else f"runs/{name}-more" if more else f"runs/{name}")
+    run_demo(out or default, more=more, quick=quick, arch=arch)
 
 
 def _set_threads(threads: int) -> None:

@@ -173,9 +173,12 @@ def _percent(record: dict[str, Any]) -> dict[str, float]:
 
 
 def _curves(evals: dict[int, dict[str, float]]) -> dict[str, list[tuple[int, float]]]:
+    """Each validation metric, and the tokens trained on, at every evaluation (the loss-against-tokens
+    curves of ``tokens_saved``)."""
     curves: dict[str, list[tuple[int, float]]] = {}
     for step, row in sorted(evals.items()):
-        for key, value in _percent(row).items():
+        tokens = {"tokens": float(row["tokens"])} if "tokens" in row else {}
+        for key, value in (_percent(row) | tokens).items():
             curves.setdefault(key, []).append((step, value))
     return curves
 

@@ -1,4 +1,5 @@
-"""Plots of a study: validation-accuracy curves (pre-training, fine-tuning) and metric vs training-set size.
+"""Plots of a study: validation-accuracy curves (pre-training, fine-tuning), metric vs training-set size,
+and for language modelling (``text_lm``) validation loss against tokens, Random Init vs each arm.
 
 Figure 6 (pre-attention layer-norm means per layer) is ``synthpre stats CKPT... --plot``.
 """
@@ -10,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from synthpre.experiments.store import Store
+from synthpre.experiments.tokens_saved import arm_curves, language_model_tasks, plot_loss_curves
 
 CURVE_METRIC = "val_token_accuracy"
 
@@ -23,7 +25,8 @@ def write_plots(store: Store, folder: Path) -> list[Path]:
     written = [_curves_plot(store, "pretrain", folder / "pretraining_val_accuracy.png"),
                _curves_plot(store, "finetune", folder / "finetuning_val_accuracy.png"),
                _size_plot(store, folder / "metric_vs_train_size.png")]  # fmt: skip
-    return [path for path in written if path is not None]
+    losses = plot_loss_curves(arm_curves(store, language_model_tasks()), folder)
+    return [path for path in written if path is not None] + losses
 
 
 def _curves_plot(store: Store, kind: str, path: Path) -> Path | None:
