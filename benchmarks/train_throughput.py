@@ -1,4 +1,5 @@
-"""Training throughput of the synthpre engine against a plain Hugging Face ``Seq2SeqTrainer``.
+"""Training throughput of the synthpre engine against a plain Hugging Face ``Seq2SeqTrainer``, and of
+decoder-only models next to T5 in the engine (``--compare-causal``).
 
 Both train the same freshly built model with the same optimizer (``torch.optim.Adafactor``, T5's
 schedule) on identical batches (same examples, same order), in the same process, one after the
@@ -13,6 +14,12 @@ Scenarios:
   engine pads each batch to its longest example (rounded to 8); the HF baseline pads to the maximum
   length as the reference recipe did (512/512, App. A), and ``hf-longest`` shows HF with dynamic padding.
 
+``--compare-causal gpt2-tiny,llama-tiny,pythia-tiny`` (those three when no names are given) also
+trains each decoder-only model with the engine on the same examples (each a row ``input EOS target
+EOS``, loss on the target), with the same settings; its tokens are the same real tokens, so tokens/s
+compare the architectures at equal data (the tiny models have about as many parameters: the table
+lists them).  ``engine/this`` is the speed of the engine training ``--model`` over the row's.
+
 Model FLOPs utilization: FLOPs of the real tokens from the model config (6 x multiply-adds: dense
 layers, attention scores, cross-attention K/V, LM head) per second, over the bf16 matrix-product rate
 measured in the same run (``--matmul-size``³ products: 8192 on a GPU) and, on a GPU of
@@ -22,6 +29,7 @@ reset), and ``--json`` is rewritten after every run, so a run cut short keeps th
 
     python benchmarks/train_throughput.py --model t5-small [--steps 10 --batch-size 8 --max-len 128]
     python benchmarks/train_throughput.py --quick     # tiny model, a few steps (run by the tests)
+    python benchmarks/train_throughput.py --model t5-tiny --compare-causal --trainers engine
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import numpy as np
 import torch
 
 from synthpre.data.stream import DatasetSource, batch_indices, collate, collated_lengths
-from synthpre.model import build_model, vocab_size_for
+from synthpre.model import CausalSpec, build_model, count_parameters, get_spec, model_vocab_size
 from synthpre.tasks import Examples, get_task
 from synthpre.tokens import TokenSpace
 from synthpre.train import TrainConfig, train
@@ -46,6 +54,7 @@ from synthpre.train.metrics import read_metrics
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 SEED = 0
 TRAINERS = ("engine", "hf", "hf-longest")  # hf-longest: the synthetic scenario only
+TINY_CAUSAL = "gpt2-tiny,llama-tiny,pythia-tiny"
 
 
 def training_flops(config, input_len: np.ndarray, target_len: np.ndarray) -> float:
@@ -62,6 +71,15 @@ def training_flops(config, input_len: np.ndarray, target_len: np.ndarray) -> flo
     )
     head = target_len * d * config.vocab_size
     return float(6 * np.sum(encoder + decoder + head))
+
+
+def causal_training_flops(spec: CausalSpec, vocab_size: int, row_len: np.ndarray) -> float:
+    """Training FLOPs (6 x multiply-adds) of decoder-only rows (input + target) of these real lengths:
+    dense layers, attention scores (the whole row, as T5's are counted) and the LM head at every position."""
+    d = spec.d_model
+    ffn = (3 if spec.family == "llama" else 2) * d * spec.d_ff  # Llama: gate, up and down projections
+    layers = spec.num_layers * (row_len * (4 * d * d + ffn) + 2 * row_len**2 * d)
+    return float(6 * np.sum(layers + row_len * d * vocab_size))
 
 
 def make_examples(scenario: str, n: int, max_len: int, space: TokenSpace) -> Examples:
@@ -188,26 +206,32 @@ def real_tokens(data: Examples, max_len: int) -> np.ndarray:
     return collated_lengths(data.input_lengths, max_len) + collated_lengths(data.target_lengths, max_len)
 
 
-def flops_per_token(model_config, data: Examples, max_len: int) -> float:
-    """Training FLOPs per real token of these examples."""
-    inputs = collated_lengths(data.input_lengths, max_len)
-    targets = collated_lengths(data.target_lengths, max_len)
-    return training_flops(model_config, inputs, targets) / float(real_tokens(data, max_len).sum())
+def flops_per_token(name: str, model_config, data: Examples, max_len: int) -> float:
+    """Training FLOPs per real token of these examples for the named model."""
+    tokens = real_tokens(data, max_len)  # of each example: a decoder-only model's row length
+    spec = get_spec(name)
+    if isinstance(spec, CausalSpec):
+        flops = causal_training_flops(spec, model_config.vocab_size, tokens)
+    else:
+        inputs, targets = (collated_lengths(n, max_len) for n in (data.input_lengths, data.target_lengths))
+        flops = training_flops(model_config, inputs, targets)
+    return flops / float(tokens.sum())
 
 
-def summarize(runs: list[dict], rates: dict[str, float | None]) -> list[dict]:
-    """One row per (scenario, trainer): the best of its repeats (the least disturbed), its MFU
-    against each rate in ``rates``, its peak memory, and the engine's speed over its own (once the
-    scenario's engine row exists)."""
+def summarize(runs: list[dict], rates: dict[str, float | None], reference: str) -> list[dict]:
+    """One row per (scenario, model, trainer): the best of its repeats (the least disturbed), its MFU
+    against each rate in ``rates``, its peak memory, and the speed of the engine training the
+    ``reference`` model over its own (once the scenario's row of that run exists)."""
     rows = []
-    for key in dict.fromkeys((run["scenario"], run["trainer"]) for run in runs):
-        mine = [run for run in runs if (run["scenario"], run["trainer"]) == key]
+    for key in dict.fromkeys((run["scenario"], run["model"], run["trainer"]) for run in runs):
+        mine = [run for run in runs if (run["scenario"], run["model"], run["trainer"]) == key]
         best = max(mine, key=lambda run: run["tokens_per_s"])
         flops = best["tokens_per_s"] * best["flops_per_token"]
         row = {
             "scenario": key[0],
-            "trainer": key[1],
-            **{k: best[k] for k in ("tokens_per_s", "tokens_per_cpu_s")},
+            "model": key[1],
+            "trainer": key[2],
+            **{k: best[k] for k in ("parameters", "tokens_per_s", "tokens_per_cpu_s")},
         }
         row |= {f"mfu_{name}": flops / rate if rate else None for name, rate in rates.items()}
         memory = [run["peak_memory_gb"] for run in mine if run["peak_memory_gb"] is not None]
@@ -215,25 +239,31 @@ def summarize(runs: list[dict], rates: dict[str, float | None]) -> list[dict]:
         rows.append(row)
     for row in rows:
         engine = next(
-            (r for r in rows if r["scenario"] == row["scenario"] and r["trainer"] == "engine"), None
+            (
+                r
+                for r in rows
+                if (r["scenario"], r["model"], r["trainer"]) == (row["scenario"], reference, "engine")
+            ),
+            None,
         )
         row["ratio"] = engine["tokens_per_s"] / row["tokens_per_s"] if engine else None
         row["ratio_cpu"] = engine["tokens_per_cpu_s"] / row["tokens_per_cpu_s"] if engine else None
     return rows
 
 
-def print_table(results: list[dict]) -> None:
+def print_table(results: list[dict], reference: str) -> None:
     print("tokens = real input + target tokens; CPU s = this process's CPU time (robust to a busy machine)")
     print("MFU vs the measured bf16 matrix rate / vs the datasheet's peak; memory = peak allocated (GPU)")
-    header = ("scenario", "trainer", "tokens/s", "tokens/CPU s", "MFU meas.", "MFU sheet", "GiB",
-              "engine/this", "(CPU time)")  # fmt: skip
-    print("{:<10} {:<11} {:>10} {:>12} {:>9} {:>9} {:>6} {:>11} {:>10}".format(*header))
+    print(f"engine/this = tokens/s of the engine training {reference} over this row's")
+    header = ("scenario", "model", "parameters", "trainer", "tokens/s", "tokens/CPU s", "MFU meas.",
+              "MFU sheet", "GiB", "engine/this", "(CPU time)")  # fmt: skip
+    print("{:<10} {:<13} {:>11} {:<11} {:>10} {:>12} {:>9} {:>9} {:>6} {:>11} {:>10}".format(*header))
     for row in results:
         shares = [f"{row[k]:.1%}" if row[k] is not None else "-" for k in ("mfu_measured", "mfu_datasheet")]
         memory = f"{row['peak_memory_gb']:.1f}" if row["peak_memory_gb"] is not None else "-"
         speeds = f"{row['tokens_per_s']:>10,.0f} {row['tokens_per_cpu_s']:>12,.0f}"
         ratios = f"{row['ratio']:>11.2f} {row['ratio_cpu']:>10.2f}"
-        name = f"{row['scenario']:<10} {row['trainer']:<11}"
+        name = f"{row['scenario']:<10} {row['model']:<13} {row['parameters']:>11,} {row['trainer']:<11}"
         print(f"{name} {speeds} {shares[0]:>9} {shares[1]:>9} {memory:>6} {ratios}")
 
 
@@ -255,6 +285,15 @@ def main() -> None:
     parser.add_argument("--scenarios", default="fixed,synthetic")
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="of engine,hf,hf-longest")
     parser.add_argument(
+        "--compare-causal",
+        nargs="?",
+        const=TINY_CAUSAL,
+        default="",
+        metavar="MODELS",
+        help=f"also train these decoder-only models with the engine on the same examples ({TINY_CAUSAL} "
+        "when no names are given)",
+    )
+    parser.add_argument(
         "--matmul-size",
         type=int,
         default=None,
@@ -269,8 +308,12 @@ def main() -> None:
     unknown = set(args.trainers.split(",")) - set(TRAINERS)
     if unknown or "engine" not in args.trainers.split(","):
         parser.error(f"--trainers: engine and any of {TRAINERS[1:]} (not {sorted(unknown)})")
-    space = TokenSpace(3, 127) if args.model == "t5-tiny" else TokenSpace()
-    vocab = vocab_size_for(space) if args.model == "t5-tiny" else None
+    causal = [name for name in args.compare_causal.split(",") if name]
+    if isinstance(get_spec(args.model), CausalSpec) or not all(
+        isinstance(get_spec(name), CausalSpec) for name in causal
+    ):
+        parser.error("--model is an encoder-decoder model (T5); --compare-causal names decoder-only ones")
+    space = TokenSpace(3, 127) if get_spec(args.model).vocab_from_tokens else TokenSpace()
     cpu = f"CPU, {torch.get_num_threads()} threads"
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu
     print(f"{args.model}, batch {args.batch_size}, max length {args.max_len}, {args.precision}, {device}")
@@ -284,30 +327,31 @@ def main() -> None:
         if args.json:
             settings = {**vars(args), "json": str(args.json)}
             figures = {"device": device, "matmul_size": matmul_size, "bf16_flops_per_s": rates}
-            args.json.write_text(
-                json.dumps({"args": settings, **figures, "results": summarize(runs, rates)}, indent=2)
-            )
+            results = summarize(runs, rates, args.model)
+            args.json.write_text(json.dumps({"args": settings, **figures, "results": results}, indent=2))
 
     with tempfile.TemporaryDirectory() as tmp:
         for scenario in args.scenarios.split(","):
             data = make_examples(scenario, (args.warmup + args.steps) * args.batch_size, args.max_len, space)
             trainers = [t for t in args.trainers.split(",") if scenario == "synthetic" or t != "hf-longest"]
+            order = [(args.model, trainer) for trainer in trainers] + [(name, "engine") for name in causal]
             for repeat in range(args.repeats):  # the order alternates: whoever runs second is favoured
-                for trainer in trainers if repeat % 2 == 0 else trainers[::-1]:
+                for name, trainer in order if repeat % 2 == 0 else order[::-1]:
                     fresh_state()
-                    model = build_model(args.model, vocab_size=vocab, seed=SEED)
-                    out = Path(tmp) / f"{scenario}-{trainer}-{repeat}"
+                    model = build_model(name, vocab_size=model_vocab_size(name, space), seed=SEED)
+                    out = Path(tmp) / f"{scenario}-{name}-{trainer}-{repeat}"
                     if trainer == "engine":
                         speed, per_cpu_s = run_engine(model, data, args, out)
                     else:
                         speed, per_cpu_s = run_hf(model, data, args, out, pad_to_max=trainer == "hf")
                     runs.append({
-                        "scenario": scenario, "trainer": trainer, "tokens_per_s": speed,
+                        "scenario": scenario, "model": name, "trainer": trainer,
+                        "parameters": count_parameters(model), "tokens_per_s": speed,
                         "tokens_per_cpu_s": per_cpu_s, "peak_memory_gb": peak_memory_gb(),
-                        "flops_per_token": flops_per_token(model.config, data, args.max_len),
+                        "flops_per_token": flops_per_token(name, model.config, data, args.max_len),
                     })  # fmt: skip
                     write_json()
-    print_table(summarize(runs, rates))
+    print_table(summarize(runs, rates, args.model), args.model)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Streams: pure functions of (seed, step, rank), epoch shuffles, mixtures, and collation."""
+"""Streams: pure functions of (seed, step, rank), epoch shuffles, mixtures, and collation (encoder-decoder
+and decoder-only)."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 from synthpre.data.stream import (
     LABEL_IGNORE,
     BatchStream,
+    Collator,
     DatasetSource,
     MixtureSource,
     batch_indices,
@@ -100,3 +102,57 @@ def test_collate_appends_eos_truncates_and_pads_to_a_multiple_of_8():
     assert batch["labels"][0].tolist() == [9, EOS_ID, *[LABEL_IGNORE] * 6]
     assert batch["labels"][1, :3].tolist() == [4, 4, EOS_ID]
     assert all(t.dtype == torch.int64 for t in batch.values())
+
+
+def causal_reference(
+    inputs: list[list[int]], targets: list[list[int]], max_input_len: int, max_target_len: int, loss_on: str
+) -> list[tuple[list[int], list[int]]]:
+    """(ids, labels) of each row, written out one token at a time: input EOS target EOS, and
+    labels[t] = ids[t + 1] where position t + 1 is learned."""
+    rows = []
+    for source, target in zip(inputs, targets, strict=True):
+        prompt = [*source[: max_input_len - 1], EOS_ID]
+        ids = [*prompt, *target[: max_target_len - 1], EOS_ID]
+        first_learned = len(prompt) if loss_on == "target" else 1
+        labels = [ids[t + 1] if t + 1 >= first_learned else LABEL_IGNORE for t in range(len(ids) - 1)]
+        rows.append((ids, [*labels, LABEL_IGNORE]))  # nothing follows the last token
+    return rows
+
+
+@pytest.mark.parametrize("loss_on", ["target", "all"])
+def test_causal_collation_matches_a_row_by_row_reference(loss_on):
+    rng = np.random.default_rng(7)
+    for round_ in range(20):
+        n, pad_multiple = int(rng.integers(1, 7)), int(rng.choice([1, 3, 8]))
+        max_input_len, max_target_len = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+        inputs = [rng.integers(3, 60, rng.integers(0, 12)).tolist() for _ in range(n)]  # empty ones too
+        targets = [rng.integers(3, 60, rng.integers(0, 12)).tolist() for _ in range(n)]
+        inputs[0] = []  # an empty input: the sequence starts with EOS
+        collator = Collator(max_input_len, max_target_len, pad_multiple, causal=True, loss_on=loss_on)
+        examples = Examples.from_lists(inputs, targets)
+        batch = collator(examples)
+        expected = causal_reference(inputs, targets, max_input_len, max_target_len, loss_on)
+        longest = max(len(ids) for ids, _ in expected)
+        width = batch["input_ids"].shape[1]
+        assert width % pad_multiple == 0 and longest <= width < longest + pad_multiple, round_
+        assert longest <= collator.max_row_length
+        for row, (ids, labels) in enumerate(expected):
+            pad = width - len(ids)
+            assert batch["input_ids"][row].tolist() == ids + [PAD_ID] * pad, (round_, row)
+            assert batch["labels"][row].tolist() == labels + [LABEL_IGNORE] * pad, (round_, row)
+            assert batch["attention_mask"][row].tolist() == [1] * len(ids) + [0] * pad, (round_, row)
+        learned, real = collator.token_counts(examples)
+        assert learned == int((batch["labels"] != LABEL_IGNORE).sum()) > 0
+        assert real == int(batch["attention_mask"].sum()) == sum(len(ids) for ids, _ in expected)
+        assert all(t.dtype == torch.int64 for t in batch.values())
+
+
+def test_the_collator_counts_the_tokens_of_an_encoder_decoder_batch():
+    examples = Examples.from_lists([[5, 6, 7], [], list(range(3, 23))], [[9], [4, 4, 4], []])
+    collator = Collator(12, 3)
+    batch = collator(examples)
+    assert batch["labels"].shape[1] == 8 and collator.max_row_length == 12  # T5: no causal row
+    assert collator.token_counts(examples) == (
+        int((batch["labels"] != LABEL_IGNORE).sum()),
+        int(batch["attention_mask"].sum() + (batch["labels"] != LABEL_IGNORE).sum()),
+    )

@@ -3,17 +3,13 @@
 import json
 import logging
 import os
-import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from synthpre.data.stream import MixtureSource
 from synthpre.errors import UserError
@@ -21,11 +17,19 @@ from synthpre.model import build_model, vocab_size_for
 from synthpre.tasks import get_task
 from synthpre.tokens import TokenSpace
 from synthpre.train import SelectionRule, TrainConfig, train
-from tiny_runs import RUN_SCRIPT, launch, run_cli, tiny_run
+from tiny_runs import (
+    RUN_SCRIPT,
+    final_weights,
+    launch,
+    read_rows,
+    run_cli,
+    sigkill_during,
+    tiny_cli_args,
+    tiny_run,
+)
 
 # A CI-sized identity task: payloads of 1..6 tokens from 10 content ids (plus the 2-token task prefix).
-TINY = ["--task", "identity", "--model", "t5-tiny", "--vocab", "3:12", "--min-len", "1", "--max-len", "6"]
-TINY += ["--max-input-len", "16", "--max-target-len", "16", "--threads", "1", "--no-progress"]
+TINY = tiny_cli_args()
 
 
 @pytest.mark.slow  # about 700 steps: ~60-90 s of CPU time
@@ -61,10 +65,6 @@ def test_selection_rules_of_appendix_a():
     assert fallback["step"] == 15 and not fallback["threshold_met"] and "max" in fallback["reason"]
 
 
-def final_weights(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
-    return load_file(run_dir / "checkpoints" / f"step_{step}" / "model" / "model.safetensors")
-
-
 def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     steps = 80
     args = [*TINY, "--batch-size", "8", "--max-steps", str(steps), "--save-every", "10", "--eval-every", "10"]
@@ -84,15 +84,7 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        [*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    while not (killed / "checkpoints" / "step_30").exists() and process.poll() is None:
-        time.sleep(0.01)
-    time.sleep(random.uniform(0, 0.5))  # any moment: mid-step, mid-evaluation or mid-checkpoint
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (killed / "checkpoints" / f"step_{steps}").exists(), "the run finished before it was killed"
+    sigkill_during([*command, "--out", str(killed)], killed, 30, steps)
     # Also corrupt the newest complete checkpoint: resuming must detect it and use the previous one.
     newest = max((p for p in (killed / "checkpoints").glob("step_*")), key=lambda p: int(p.name[5:]))
     with open(newest / "model" / "model.safetensors", "r+b") as handle:
@@ -200,11 +192,6 @@ def test_fsdp_on_two_processes_matches_one_process_and_resumes(tmp_path):
     assert torch.equal(plain.lm_head.weight, fsdp["shared.weight"])
 
 
-def read_rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "elapsed_s", "cpu_s")} for row in rows]
-
-
 def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, capsys, one_thread):
     run = tmp_path / "run"
     base = [*TINY, "--batch-size", "4", "--max-steps", "2", "--save-every", "2", "--eval-every", "2"]
@@ -267,21 +254,27 @@ def test_config_file_then_command_line_and_the_written_config(tmp_path, capsys, 
 
 
 def test_throughput_benchmark_quick_runs(tmp_path):
+    """Engine vs Seq2SeqTrainer on t5-tiny, and the tiny decoder-only models in the engine beside it."""
     script = Path(__file__).parents[1] / "benchmarks" / "train_throughput.py"
     result_file = tmp_path / "throughput.json"
     command = [sys.executable, str(script), "--quick", "--threads", "1", "--json", str(result_file)]
+    command += ["--compare-causal", "--repeats", "1"]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(result_file.read_text())["results"]
-    assert {(r["scenario"], r["trainer"]) for r in results} == {
-        ("fixed", "engine"),
-        ("fixed", "hf"),
-        ("synthetic", "engine"),
-        ("synthetic", "hf"),
-        ("synthetic", "hf-longest"),
+    causal = {"gpt2-tiny": 954_112, "llama-tiny": 863_360, "pythia-tiny": 852_736}  # t5-tiny: 948,992
+    assert {(r["scenario"], r["model"], r["trainer"]) for r in results} == {
+        *(
+            (scenario, "t5-tiny", trainer)
+            for scenario in ("fixed", "synthetic")
+            for trainer in ("engine", "hf")
+        ),
+        ("synthetic", "t5-tiny", "hf-longest"),
+        *((scenario, name, "engine") for scenario in ("fixed", "synthetic") for name in causal),
     }
-    assert all(r["tokens_per_s"] > 0 and r["ratio"] > 0 for r in results)
-    assert "engine/this" in done.stdout
+    assert all(r["parameters"] == causal.get(r["model"], 948_992) for r in results)
+    assert all(r["tokens_per_s"] > 0 and r["ratio"] > 0 and r["mfu_measured"] > 0 for r in results)
+    assert "engine/this" in done.stdout and "pythia-tiny" in done.stdout
 
 
 def test_fp32_then_bf16_then_fp32_in_one_process(tmp_path, one_thread):

@@ -1,15 +1,21 @@
-"""Helpers of the engine's tests: a tiny real run (t5-tiny on the identity task, lengths 1..6, ids
-3..12), a tiny study (one pre-training run, fine-tuning runs from it; seconds each) and the command
-line run in this process."""
+"""Helpers of the engine's tests: a tiny real run (t5-tiny, or a tiny decoder-only model, on the identity
+task, lengths 1..6, ids 3..12), a tiny study (one pre-training run, fine-tuning runs from it; seconds
+each), the command line run in this process or launched on several, a run killed mid-way, and what a
+run leaves (its final weights, its metrics rows)."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from synthpre.data.stream import MixtureSource
 from synthpre.model import build_model, vocab_size_for
@@ -18,20 +24,31 @@ from synthpre.tokens import TokenSpace
 from synthpre.train import TrainConfig
 
 SPACE = TokenSpace(3, 12)
+MIN_LEN, MAX_LEN = 1, 6  # of the identity task's payload
 DEFAULTS = {"max_steps": 2, "batch_size": 4, "max_input_len": 16, "max_target_len": 16, "eval_every": 2,
             "save_every": 2, "num_val_examples": 8, "progress": False}  # fmt: skip
 
 
 def tiny_run(
-    tmp_path: Path, name: str = "run", **settings
+    tmp_path: Path, name: str = "run", model_name: str = "t5-tiny", **settings
 ) -> tuple[TrainConfig, torch.nn.Module, MixtureSource]:
-    """(config, fresh model, source) of a run in ``tmp_path / name``: a 2-step run unless ``settings``
-    (TrainConfig fields) say otherwise."""
+    """(config, fresh ``model_name`` model, source) of a run in ``tmp_path / name``: a 2-step run unless
+    ``settings`` (TrainConfig fields) say otherwise."""
     task = get_task("identity")
-    source = MixtureSource([(task, task.params_cls(min_len=1, max_len=6))], SPACE, seed=0)
-    model = build_model("t5-tiny", vocab_size=vocab_size_for(SPACE), seed=0)
+    source = MixtureSource([(task, task.params_cls(min_len=MIN_LEN, max_len=MAX_LEN))], SPACE, seed=0)
+    model = build_model(model_name, vocab_size=vocab_size_for(SPACE), seed=0)
     config = TrainConfig(out_dir=str(tmp_path / name), **{**DEFAULTS, **settings})
     return config, model, source
+
+
+def tiny_cli_args(model_name: str = "t5-tiny") -> list[str]:
+    """The options of ``synthpre pretrain`` for the data, model and lengths of ``tiny_run``, on one
+    thread without a progress bar."""
+    options = ["--task", "identity", "--vocab", f"{SPACE.lo}:{SPACE.hi}", "--min-len", str(MIN_LEN)]
+    options += ["--max-len", str(MAX_LEN), "--model", model_name]
+    options += ["--max-input-len", str(DEFAULTS["max_input_len"])]
+    options += ["--max-target-len", str(DEFAULTS["max_target_len"])]
+    return [*options, "--threads", "1", "--no-progress"]
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:
@@ -51,6 +68,30 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
 
 
 RUN_SCRIPT = "import sys; from synthpre.cli import main; sys.argv[0] = 'synthpre'; main()"
+
+
+def sigkill_during(command: list[str], run_dir: Path, after_step: int, last_step: int) -> None:
+    """Run ``command`` (a run into ``run_dir`` of ``last_step`` steps) and SIGKILL it at any moment up
+    to 0.5 s after its checkpoint of ``after_step`` appears: mid-step, mid-evaluation or mid-checkpoint."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (run_dir / "checkpoints" / f"step_{after_step}").exists() and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0, 0.5))
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "checkpoints" / f"step_{last_step}").exists(), (
+        "the run finished before it was killed"
+    )
+
+
+def final_weights(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "checkpoints" / f"step_{step}" / "model" / "model.safetensors")
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    """The rows of metrics.jsonl without their clocks (which differ between equal runs)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "elapsed_s", "cpu_s")} for row in rows]
 
 
 def launch(

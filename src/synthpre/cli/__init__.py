@@ -17,8 +17,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 app = typer.Typer(
-    help="synthpre: synthetic pre-training of T5 models (Wu, Li, Liang 2022) - generate tasks, "
-    "pre-train, transfer weights or statistics, fine-tune, and build the paper's tables.",
+    help="synthpre: synthetic pre-training of T5 and decoder-only models (Wu, Li, Liang 2022) - generate "
+    "tasks, pre-train, transfer weights or statistics, fine-tune, and build the paper's tables.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -230,8 +230,17 @@ def newest_valid_checkpoint(root: Path) -> Path | None:
 
 
 def load_model_weights(model: torch.nn.Module, model_dir: Path) -> None:
-    """Load ``model.safetensors`` into ``model``; keys left out by ``save_pretrained`` must be tied copies."""
-    state = load_file(model_dir / "model.safetensors")
+    """Load ``model.safetensors`` into ``model``; keys left out by ``save_pretrained`` must be tied copies.
+
+    ``save_pretrained`` writes some parameters under their family's original names (GPT-NeoX's
+    ``lm_head`` as ``embed_out``): they are renamed back with the model's own mapping, as
+    ``from_pretrained`` does."""
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightRenaming, rename_source_key
+
+    renamings = [t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)]
+    saved = load_file(model_dir / "model.safetensors")
+    state = {rename_source_key(key, renamings, [])[0]: tensor for key, tensor in saved.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     loaded_pointers = {tensor.data_ptr() for name, tensor in model.state_dict().items() if name in state}
     untied = [name for name in missing if model.state_dict()[name].data_ptr() not in loaded_pointers]
