@@ -81,9 +81,12 @@ def pretrain(
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
     **given: Any,
 ) -> None:
-    """Pre-train a T5 on synthetic tasks generated on the fly (App. A defaults: Adafactor, T5's
-    1/sqrt(max(step, 10^4)) schedule, batch 128, lengths 512, dropout 0.1, evaluation and checkpoints
-    every 5,000 steps, best.json = first checkpoint with >= 99% validation token accuracy).
+    """Pre-train a T5 or a decoder-only model (`synthpre models`) on synthetic tasks generated on the
+    fly (App. A defaults: Adafactor, T5's 1/sqrt(max(step, 10^4)) schedule, batch 128, lengths 512,
+    dropout 0.1, evaluation and checkpoints every 5,000 steps, best.json = first checkpoint with >= 99%
+    validation token accuracy).  A decoder-only model reads `input EOS target EOS` and learns the target
+    (`--loss-on all`: every token, for language-like streams); its rows must fit its positions
+    (max-input-len + max-target-len); these families pre-train without dropout (`--dropout 0`).
 
     Several processes or GPUs: `accelerate launch --multi_gpu --num_processes N $(which synthpre)
     pretrain ...` (same global batch; without CUDA the processes run on CPUs over gloo); add `--fsdp`
@@ -92,6 +95,10 @@ def pretrain(
     CPU example: `synthpre pretrain --task set --model t5-tiny --vocab 3:127 --min-len 5 --max-len 30
     --batch-size 64 --dropout 0 --max-input-len 64 --max-target-len 64 --bucket-steps 16
     --eval-every 200 --num-val-examples 1000 --stop-at-threshold --out runs/set-tiny`.
+
+    Pre-pretraining (Hu et al. 2025): `synthpre pretrain --task shuffle_dyck --model pythia-tiny
+    --vocab 3:255 --loss-on all --dropout 0 --max-input-len 2 --max-target-len 130 --param max_len=128
+    --batch-size 32 --max-steps 300 --out runs/sd-tiny`.
     """
     settings = load_config_file(config) if config is not None else {}
     task_params = dict(settings.pop("task_params", None) or {})
