@@ -76,3 +76,49 @@ def test_more_adds_identity_pycode_and_the_relpos_arm() -> None:
     assert list(spec.pretraining.tasks) == ["Set", "Identity"]
     assert list(spec.downstream.tasks) == ["smiles_canonicalize", "pycode_summarize"]
     assert "relpos_mean_sd" in spec.init_schemes
+
+
+@pytest.fixture(scope="module")
+def causal_demo_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("demo-causal") / "study"
+    try:
+        table = run_demo(out, quick=True, console=Console(quiet=True), arch="causal")
+    finally:
+        torch.set_num_threads(threads)
+    return out, table
+
+
+def test_causal_demo_prints_the_tokens_saved_of_its_own_curves(causal_demo_folder: tuple[Path, str]) -> None:
+    """`synthpre demo --arch causal --quick`: pre-pretraining on k-Shuffle Dyck and Set, text_lm from
+    Random Init and from each, and a table whose every number is read from the runs' loss curves."""
+    from synthpre.experiments.tokens_saved import arm_curves
+
+    out, table = causal_demo_folder
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| Task | Init | val loss @ ") and rows[0].endswith("| tokens saved |")
+    body = {line.split(" | ")[1]: line.split(" | ") for line in rows[1:]}
+    assert list(body) == ["Random Init", "Shuffle Dyck Full Init", "Set Full Init"]
+    store = Store(out)
+    try:
+        assert {row["status"] for row in store.runs()} == {"done"}
+        assert {row["model"] for row in store.runs()} == {"pythia-tiny"}
+        curves = arm_curves(store)["text_lm"]
+    finally:
+        store.close()
+    for arm, cells in body.items():
+        (curve,) = curves[arm]
+        assert list(curve.tokens) == sorted(curve.tokens) and curve.tokens[0] > 0
+        assert cells[-4] == f"{curve.final_loss:.3f}"  # the last "val loss @" column
+    random = curves["Random Init"][0]
+    for arm in ("Shuffle Dyck Full Init", "Set Full Init"):
+        reach = curves[arm][0].tokens_to_reach(random.final_loss)
+        expected = "-" if reach is None else f"{100 * (1 - reach / random.budget):.0f}%"
+        assert body[arm][-1].rstrip(" |") == expected
+    assert (out / "plots" / "text_lm_val_loss_vs_tokens.png").stat().st_size > 0
+    runner = CliRunner()
+    report = runner.invoke(app, ["report", str(out), "--table", "tokens", "--format", "csv"])
+    assert report.exit_code == 0 and report.output.startswith("Task,Init,val loss @")
+    bad = runner.invoke(app, ["report", str(out), "--table", "toks"])
+    assert bad.exit_code != 0 and "--table 'toks'" in str(bad.exception)

@@ -67,11 +67,15 @@ def demo_spec(more: bool, quick: bool, arch: str = "t5") -> dict[str, Any]:
 def _causal_demo_spec(spec: dict[str, Any], more: bool, quick: bool) -> dict[str, Any]:
     if more:  # the statistics of the pre-pretrained weights instead of the weights (Sec. 5)
         spec["init_schemes"].append("per_param_mean_sd")
-    if quick:
+    if quick:  # a smoke test: a few short steps per run
         spec["name"] += "-quick"
-        spec["pretraining"]["train"] |= {"max_steps": 20, "eval_every": 10, "save_every": 10}
-        spec["pretraining"]["train"]["num_val_examples"] = 32
-        spec["downstream"]["train"] |= {"max_steps": 20, "eval_every": 10, "val_size": 32}
+        pretraining = spec["pretraining"]
+        pretraining["train"] |= {"max_steps": 10, "eval_every": 5, "save_every": 5, "batch_size": 8,
+                                 "num_val_examples": 16, "max_target_len": 34}  # fmt: skip
+        pretraining["tasks"]["Shuffle Dyck"]["params"] |= {"min_len": 16, "max_len": 32}
+        spec["downstream"]["train"] |= {"max_steps": 10, "eval_every": 5, "batch_size": 4, "val_size": 16,
+                                        "max_target_len": 64}  # fmt: skip
+        spec["downstream"]["test_examples"] = 8
     return spec
 
 
