@@ -97,15 +97,10 @@ def run_demo(
     _intro(console, spec, out, more, arch)
     runs = register_study(spec, text, out)
     run_study(out, runs, execute_run, console=console)
-    if arch == "causal":
-        return _causal_results(console, out, runs, started)
     store = Store(out, read_only=True)
     try:
         hashes = {run.hash for run in runs}
-        results = store.results(hashes=hashes)
-        pretraining = pretraining_check(spec, runs, store.results("pretrain", hashes))
-        table = build_table(results, 1, DEMO_METRICS, metric_columns=True, pretraining=pretraining)
-        table.title = "Demo: tiny T5, fine-tuned from each init (validation, selected checkpoint)"
+        table, reading = (_causal_table if arch == "causal" else _t5_table)(store, spec, runs, hashes)
         plots = _write_plots(store, out / "plots")
         failed = [row for row in store.runs() if row["status"] == "failed"]
     finally:
@@ -113,10 +108,31 @@ def run_demo(
     rendered = render(table, "md")
     console.print()
     console.print(rendered, markup=False, highlight=False)
-    console.print(_footnote(results), markup=False, highlight=False)
-    console.print(_reading(results), markup=False, highlight=False)
-    _where(console, out, plots, failed, time.perf_counter() - started)
+    for text in reading:
+        console.print(text, markup=False, highlight=False)
+    _where(console, out, plots, failed, time.perf_counter() - started, "tokens" if arch == "causal" else "1")
     return rendered
+
+
+def _t5_table(store: Store, spec: Any, runs: list, hashes: set[str]) -> tuple[Any, list[str]]:
+    """Table 1's layout of the selected checkpoints, then the test footnote and how to read it."""
+    results = store.results(hashes=hashes)
+    pretraining = pretraining_check(spec, runs, store.results("pretrain", hashes))
+    table = build_table(results, 1, DEMO_METRICS, metric_columns=True, pretraining=pretraining)
+    table.title = "Demo: tiny T5, fine-tuned from each init (validation, selected checkpoint)"
+    return table, [_footnote(results), _reading(results)]
+
+
+def _causal_table(store: Store, spec: Any, runs: list, hashes: set[str]) -> tuple[Any, list[str]]:
+    """Validation loss at fixed token counts and the tokens saved, then how to read it."""
+    from synthpre.experiments.tokens_saved import arm_curves, tokens_saved_table
+
+    table = tokens_saved_table(arm_curves(store, hashes=hashes))
+    table.title = "Demo: tiny decoder-only LM on natural text, from each init (validation loss)"
+    pretraining = {
+        r["pretrain_task"]: r["value"] for r in store.results("pretrain", hashes) if r["metric"] == HEADLINE
+    }
+    return table, [_causal_reading(table, pretraining)]
 
 
 EXPECTED_MINUTES = {"t5": 11, "causal": 9}  # measured on a quiet 2-core machine (README)
@@ -219,32 +235,6 @@ def _where(
             f"[red]{len(failed)} run(s) failed: `synthpre study status {out}` shows the errors.[/red]"
         )
     console.print(f"Demo finished in {seconds / 60:.1f} min.")
-
-
-def _causal_results(console: Console, out: Path, runs: list, started: float) -> str:
-    """The causal demo's table (validation loss at fixed token counts, tokens saved), plots, reading."""
-    from synthpre.experiments.tokens_saved import arm_curves, tokens_saved_table
-
-    store = Store(out, read_only=True)
-    try:
-        curves = arm_curves(store, hashes={run.hash for run in runs})
-        table = tokens_saved_table(curves)
-        table.title = "Demo: tiny decoder-only LM on natural text, from each init (validation loss)"
-        pretraining = {
-            r["pretrain_task"]: r["value"]
-            for r in store.results("pretrain", {run.hash for run in runs})
-            if r["metric"] == HEADLINE
-        }
-        plots = _write_plots(store, out / "plots")
-        failed = [row for row in store.runs() if row["status"] == "failed"]
-    finally:
-        store.close()
-    rendered = render(table, "md")
-    console.print()
-    console.print(rendered, markup=False, highlight=False)
-    console.print(_causal_reading(table, pretraining), markup=False, highlight=False)
-    _where(console, out, plots, failed, time.perf_counter() - started, table="tokens")
-    return rendered
 
 
 def _causal_reading(table: Any, pretraining: dict[str, float]) -> str:
