@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from synthpre.errors import lookup
+from synthpre.errors import UserError
 from synthpre.experiments.matched import pretraining_check
 from synthpre.experiments.plan import RANDOM_INIT
 from synthpre.experiments.report import build_table, render, runs_from_results
@@ -39,9 +39,9 @@ ARCHES = {"t5": "demo", "causal": "demo-causal"}  # --arch -> the preset
 def demo_spec(more: bool, quick: bool, arch: str = "t5") -> dict[str, Any]:
     """The demo's study spec: ``presets/demo.yaml`` (or ``demo-causal.yaml``), extended by ``--more``,
     shrunk by ``--quick``."""
-    spec = yaml.safe_load(
-        (PRESETS_DIR / f"{lookup(ARCHES, arch, 'demo architecture (--arch)')}.yaml").read_text()
-    )
+    if arch not in ARCHES:
+        raise UserError(f"--arch {arch!r}: choose {' or '.join(ARCHES)}")
+    spec = yaml.safe_load((PRESETS_DIR / f"{ARCHES[arch]}.yaml").read_text())
     if arch == "causal":
         return _causal_demo_spec(spec, more, quick)
     if more:  # Identity (does the task matter?), the rel-pos-only arm (where does Mean/SD's gain sit?)
